@@ -1,0 +1,168 @@
+"""Seeded, per-endpoint fault injection shared by both emulators.
+
+A fault profile is a seed plus an ordered list of rules. The first rule whose
+``path`` (fnmatch pattern on the request path) and ``method`` match a request
+decides what happens to it: added latency, a dropped connection, a revoked
+token, or an error status. Rates are probabilities in [0, 1]; ``max_faults``
+bounds how many faults a rule injects, so a test can say "the next 2 calls fail".
+Paths under the admin prefix are never faulted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+ADMIN_PREFIX = "/_emulator"
+
+# App keys the emulators set so the shared middleware can speak their dialect.
+FAULT_PROFILE = web.AppKey("fault_profile", "FaultProfile")
+ERROR_BODY = web.AppKey("error_body", Callable[[int], dict])
+REVOKE_TOKENS = web.AppKey("revoke_tokens", Callable[[], None])
+FAULT_DECISION = web.RequestKey("fault_decision", "FaultDecision")
+
+
+@dataclass
+class FaultRule:
+    """What to do to requests matching ``method`` and ``path``."""
+
+    path: str = "*"
+    method: str = "*"
+    status_rates: dict[int, float] = field(default_factory=dict)
+    retry_after: float = 1.0
+    latency_ms: float = 0.0
+    drop_rate: float = 0.0
+    revoke_token_rate: float = 0.0
+    max_faults: int | None = None
+    injected: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaultRule:
+        known = {f for f in cls.__dataclass_fields__ if f != "injected"}
+        unknown = set(data) - known
+        if unknown:
+            msg = f"unknown fault rule keys: {sorted(unknown)}"
+            raise ValueError(msg)
+        rule = cls(**data)
+        rule.status_rates = {int(k): float(v) for k, v in rule.status_rates.items()}
+        for rate in [*rule.status_rates.values(), rule.drop_rate, rule.revoke_token_rate]:
+            if not 0.0 <= rate <= 1.0:
+                msg = f"fault rates must be within [0, 1], got {rate}"
+                raise ValueError(msg)
+        if sum(rule.status_rates.values()) > 1.0:
+            msg = "the status rates of one rule must add up to at most 1"
+            raise ValueError(msg)
+        return rule
+
+    def matches(self, method: str, path: str) -> bool:
+        return fnmatch.fnmatchcase(method, self.method) and fnmatch.fnmatchcase(path, self.path)
+
+    def exhausted(self) -> bool:
+        return self.max_faults is not None and self.injected >= self.max_faults
+
+
+@dataclass
+class FaultDecision:
+    latency_ms: float = 0.0
+    drop: bool = False
+    revoke_tokens: bool = False
+    status: int | None = None
+    retry_after: float = 1.0
+
+    @property
+    def is_fault(self) -> bool:
+        return self.drop or self.revoke_tokens or self.status is not None
+
+
+@dataclass
+class FaultProfile:
+    """A seeded list of rules; empty (no faults) by default."""
+
+    seed: int = 0
+    rules: list[FaultRule] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> FaultProfile:
+        data = data or {}
+        unknown = set(data) - {"seed", "rules"}
+        if unknown:
+            msg = f"unknown fault profile keys: {sorted(unknown)}"
+            raise ValueError(msg)
+        rules = [FaultRule.from_dict(r) for r in data.get("rules", [])]
+        return cls(seed=int(data.get("seed", 0)), rules=rules)
+
+    def replace_with(self, other: FaultProfile) -> None:
+        """Swap in another profile in place (the running app's state is frozen)."""
+        self.seed, self.rules, self._random = other.seed, other.rules, other._random
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "rules": [asdict(r) for r in self.rules]}
+
+    def decide(self, method: str, path: str) -> FaultDecision:
+        if path.startswith(ADMIN_PREFIX):
+            return FaultDecision()
+        for rule in self.rules:
+            if not rule.matches(method, path):
+                continue
+            decision = FaultDecision(latency_ms=rule.latency_ms, retry_after=rule.retry_after)
+            if rule.exhausted():
+                return decision
+            draw = self._random.random()
+            if draw < rule.drop_rate:
+                decision.drop = True
+            elif self._random.random() < rule.revoke_token_rate:
+                decision.revoke_tokens = True
+            else:
+                decision.status = self._pick_status(rule.status_rates)
+            if decision.is_fault:
+                rule.injected += 1
+            return decision
+        return FaultDecision()
+
+    def _pick_status(self, rates: dict[int, float]) -> int | None:
+        draw = self._random.random()
+        cumulative = 0.0
+        for status, rate in sorted(rates.items()):
+            cumulative += rate
+            if draw < cumulative:
+                return status
+        return None
+
+
+def default_error_body(status: int) -> dict:
+    return {"status": status, "message": f"emulated fault {status}"}
+
+
+@web.middleware
+async def fault_middleware(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    profile = request.app[FAULT_PROFILE]
+    decision = profile.decide(request.method, request.path)
+    request[FAULT_DECISION] = decision
+    if decision.latency_ms:
+        await asyncio.sleep(decision.latency_ms / 1000)
+    if decision.drop:
+        # Abort the TCP connection with no response, as a crashed upstream would.
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
+    if decision.revoke_tokens and REVOKE_TOKENS in request.app:
+        request.app[REVOKE_TOKENS]()
+    if decision.status is not None:
+        body = request.app.get(ERROR_BODY, default_error_body)(decision.status)
+        headers = {}
+        if decision.status in (429, 503):
+            headers["Retry-After"] = str(max(0, round(decision.retry_after)))
+        return web.json_response(body, status=decision.status, headers=headers)
+    return await handler(request)

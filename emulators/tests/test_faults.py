@@ -1,0 +1,77 @@
+"""Fault injection and the shared admin routes, on a bare app with one route."""
+
+import pytest
+import requests
+from aiohttp import web
+
+from emulators.faults import FaultProfile
+from emulators.server import BackgroundServer, create_base_app
+
+
+async def _hello(_: web.Request) -> web.Response:
+    return web.json_response({"hello": "world"})
+
+
+@pytest.fixture
+def server():
+    app = create_base_app()
+    app.router.add_get("/v1/hello", _hello)
+    app.router.add_get("/v2/other", _hello)
+    with BackgroundServer(app) as srv:
+        yield srv
+
+
+def test_no_faults_by_default(server):
+    for _ in range(20):
+        assert requests.get(f"{server.base_url}/v1/hello", timeout=5).status_code == 200
+
+
+def test_max_faults_fails_exactly_the_next_n_requests(server):
+    server.set_faults({"rules": [{"path": "/v1/*", "status_rates": {503: 1.0}, "max_faults": 2, "retry_after": 3}]})
+    responses = [requests.get(f"{server.base_url}/v1/hello", timeout=5) for _ in range(4)]
+    assert [r.status_code for r in responses] == [503, 503, 200, 200]
+    assert responses[0].headers["Retry-After"] == "3"
+    # Other paths are not matched by the rule.
+    assert requests.get(f"{server.base_url}/v2/other", timeout=5).status_code == 200
+
+
+def test_rates_are_seeded_and_reproducible(server):
+    def run() -> list[int]:
+        server.set_faults({"seed": 7, "rules": [{"status_rates": {429: 0.3, 500: 0.2}}]})
+        return [requests.get(f"{server.base_url}/v1/hello", timeout=5).status_code for _ in range(60)]
+
+    first, second = run(), run()
+    assert first == second
+    assert {429, 500, 200} == set(first)
+
+
+def test_dropped_connection(server):
+    server.set_faults({"rules": [{"path": "/v1/hello", "drop_rate": 1.0, "max_faults": 1}]})
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.base_url}/v1/hello", timeout=5)
+    assert requests.get(f"{server.base_url}/v1/hello", timeout=5).status_code == 200
+
+
+def test_latency_is_added(server):
+    server.set_faults({"rules": [{"latency_ms": 300}]})
+    response = requests.get(f"{server.base_url}/v1/hello", timeout=5)
+    assert response.elapsed.total_seconds() >= 0.3
+
+
+def test_admin_routes_set_faults_and_log_requests(server):
+    base = server.base_url
+    bad = requests.put(f"{base}/_emulator/faults", json={"rules": [{"status_rates": {500: 2}}]}, timeout=5)
+    assert bad.status_code == 400
+    ok = requests.put(f"{base}/_emulator/faults", json={"rules": [{"status_rates": {500: 1.0}}]}, timeout=5)
+    assert ok.status_code == 200
+    assert requests.get(f"{base}/v1/hello", timeout=5).status_code == 500
+    assert requests.delete(f"{base}/_emulator/faults", timeout=5).status_code == 200
+    assert requests.get(f"{base}/v1/hello", timeout=5).status_code == 200
+    log = requests.get(f"{base}/_emulator/requests", timeout=5).json()
+    assert [(e["status"], e["fault"]) for e in log["requests"]] == [(500, True), (200, False)]
+    assert log["by_route"] == {"GET /v1/hello": 2}
+
+
+def test_profile_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown fault rule keys"):
+        FaultProfile.from_dict({"rules": [{"stauts_rates": {}}]})
