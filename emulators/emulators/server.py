@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 REQUEST_LOG = web.AppKey("request_log", "RequestLog")
 LOOPBACK = "127.0.0.1"
+# Query parameters never written to the request log (IMS accepts credentials in the query string).
+SECRET_PARAMS = frozenset({"client_secret", "secret", "password", "access_token", "token"})
 
 
 class RequestLog:
@@ -56,7 +58,7 @@ async def request_log_middleware(
         "method": request.method,
         "path": request.path,
         "route": _route_of(request),
-        "query": dict(request.query),
+        "query": {k: "[redacted]" if k.lower() in SECRET_PARAMS else v for k, v in request.query.items()},
         "status": None,
         "fault": False,
     }

@@ -1,0 +1,3 @@
+from emulators.cli import main
+
+main()

@@ -1,0 +1,58 @@
+"""Assembles the Capillary emulator application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from emulators.capillary.admin import ADMIN, CapillaryAdmin, add_admin_routes
+from emulators.capillary.api import AUTH, CLOCK, CONFIG, STORE, add_routes
+from emulators.capillary.auth import Authenticator, auth_middleware
+from emulators.capillary.config import CapillaryConfig
+from emulators.capillary.render import Clock, Renderer
+from emulators.capillary.store import LoyaltyStore
+from emulators.faults import ERROR_BODY, REVOKE_TOKENS, FaultProfile
+from emulators.server import create_base_app
+
+FAULT_MESSAGES = {
+    429: "Too many requests",
+    461: "Search Engine is busy, please retry",
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Authorization status is unavailable, please retry",
+    521: "Multiple actions are running for the same customer, please retry",
+}
+
+
+def fault_body(status: int) -> dict:
+    """Injected faults carry both the v1.1 status envelope and the v2 ``errors`` list: the shared
+    fault middleware does not know which API generation the faulted path belongs to."""
+    message = FAULT_MESSAGES.get(status, "Error")
+    return {
+        "response": {"status": {"success": "false", "code": status, "message": message}},
+        "errors": [{"status": False, "code": status, "message": message}],
+        "warnings": [],
+    }
+
+
+def create_app(config: CapillaryConfig | None = None) -> web.Application:
+    config = config or CapillaryConfig()
+    app = create_base_app(FaultProfile.from_dict(config.faults))
+    store = LoyaltyStore(config)
+    clock = Clock(config.cluster_timezone)
+    auth = Authenticator(config.oauth_clients, config.till_credentials, config.token_ttl_seconds)
+    app[CONFIG] = config
+    app[STORE] = store
+    app[CLOCK] = clock
+    app[AUTH] = auth
+    app[ADMIN] = CapillaryAdmin(store, auth, Renderer(clock, store.entities))
+    app[ERROR_BODY] = fault_body
+    app[REVOKE_TOKENS] = auth.revoke_all
+    app.middlewares.append(auth_middleware(auth))
+    add_routes(app)
+    add_admin_routes(app)
+
+    async def close_store(_: web.Application) -> None:
+        store.close()
+
+    app.on_cleanup.append(close_store)
+    return app

@@ -1,0 +1,87 @@
+"""Capillary authentication: OAuth tokens from ``/v3/oauth/token/generate`` sent as
+``X-CAP-API-OAUTH-TOKEN``, or till Basic auth ``Basic base64(user:md5_hex(password))``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from emulators.faults import ADMIN_PREFIX
+
+TOKEN_PATH = "/v3/oauth/token/generate"
+TOKEN_HEADER = "X-CAP-API-OAUTH-TOKEN"
+
+
+class Authenticator:
+    """Issued tokens (in memory, with expiry) and the accepted credentials."""
+
+    def __init__(self, oauth_clients: dict[str, str], tills: dict[str, str], ttl_seconds: float) -> None:
+        self.oauth_clients = oauth_clients
+        self.till_hashes = {user: hashlib.md5(pw.encode()).hexdigest() for user, pw in tills.items()}
+        self.ttl_seconds = ttl_seconds
+        self.tokens: dict[str, float] = {}
+
+    def issue(self, key: str, secret: str) -> str | None:
+        expected = self.oauth_clients.get(key)
+        if expected is None or not hmac.compare_digest(expected.encode(), secret.encode()):
+            return None
+        token = secrets.token_urlsafe(32)
+        self.tokens[token] = time.monotonic() + self.ttl_seconds
+        return token
+
+    def revoke_all(self) -> None:
+        self.tokens.clear()
+
+    def check(self, request: web.Request) -> str | None:
+        """None if the request is authenticated, else why not (never echoing credentials)."""
+        token = request.headers.get(TOKEN_HEADER)
+        if token is not None:
+            expiry = self.tokens.get(token)
+            if expiry is None:
+                return "Invalid OAuth token"
+            if time.monotonic() >= expiry:
+                del self.tokens[token]
+                return "OAuth token expired"
+            return None
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return "Authentication required: X-CAP-API-OAUTH-TOKEN or Basic till credentials"
+        try:
+            user, _, md5_hex = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return "Malformed Basic credentials"
+        expected = self.till_hashes.get(user)
+        if expected is None or not hmac.compare_digest(expected.encode(), md5_hex.lower().encode()):
+            return "Invalid till credentials"
+        return None
+
+
+def unauthorized_body(path: str, message: str) -> dict:
+    """A 401 in the dialect of the API generation the path belongs to."""
+    if path.startswith("/v1.1/"):
+        return {"response": {"status": {"success": "false", "code": 401, "message": message}}}
+    return {"errors": [{"status": False, "code": 401, "message": message}], "warnings": []}
+
+
+def auth_middleware(authenticator: Authenticator) -> Callable:
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.startswith(ADMIN_PREFIX) or request.path == TOKEN_PATH:
+            return await handler(request)
+        problem = authenticator.check(request)
+        if problem is not None:
+            return web.json_response(unauthorized_body(request.path, problem), status=401)
+        return await handler(request)
+
+    return middleware
