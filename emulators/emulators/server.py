@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from emulators.faults import ADMIN_PREFIX, FAULT_DECISION, FAULT_PROFILE, FaultProfile, fault_middleware
+from emulators.faults import (
+    ADMIN_PREFIX,
+    FAULT_DECISION,
+    FAULT_PROFILE,
+    REVOKE_TOKENS,
+    FaultProfile,
+    fault_middleware,
+)
 
 T = TypeVar("T")
 
@@ -108,12 +115,21 @@ async def _clear_faults(request: web.Request) -> web.Response:
     return web.json_response({"cleared": True})
 
 
+async def _revoke_tokens(request: web.Request) -> web.Response:
+    request.app[REVOKE_TOKENS]()
+    return web.json_response({"revoked": True})
+
+
 async def _health(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 def create_base_app(faults: FaultProfile | None = None) -> web.Application:
-    """An application with request logging, fault injection and the shared admin routes."""
+    """An application with request logging, fault injection and the shared admin routes.
+
+    The emulator sets ``REVOKE_TOKENS`` (used by ``POST /_emulator/revoke-tokens`` and the
+    ``revoke_token_rate`` fault) and ``ERROR_BODY`` (its dialect for injected errors).
+    """
     app = web.Application(
         middlewares=[request_log_middleware, fault_middleware],
         client_max_size=16 * 1024 * 1024,
@@ -126,6 +142,7 @@ def create_base_app(faults: FaultProfile | None = None) -> web.Application:
     app.router.add_get(f"{ADMIN_PREFIX}/faults", _get_faults)
     app.router.add_put(f"{ADMIN_PREFIX}/faults", _put_faults)
     app.router.add_delete(f"{ADMIN_PREFIX}/faults", _clear_faults)
+    app.router.add_post(f"{ADMIN_PREFIX}/revoke-tokens", _revoke_tokens)
     return app
 
 

@@ -89,16 +89,11 @@ def _admin_routes(app: web.Application, state: AdobeState) -> None:
         state.store.clear()
         return web.json_response({"cleared": True})
 
-    async def revoke(_: web.Request) -> web.Response:
-        state.issuer.revoke_all()
-        return web.json_response({"revoked": True})
-
     app.router.add_get(f"{ADMIN_PREFIX}/datasets", datasets)
     app.router.add_delete(f"{ADMIN_PREFIX}/datasets", clear)
     app.router.add_get(f"{ADMIN_PREFIX}/datasets/{{datasetId}}/ids", ids)
     app.router.add_get(f"{ADMIN_PREFIX}/datasets/{{datasetId}}/messages", messages)
     app.router.add_get(f"{ADMIN_PREFIX}/datasets/{{datasetId}}/failed", failed)
-    app.router.add_post(f"{ADMIN_PREFIX}/revoke-tokens", revoke)
 
 
 def create_app(config: AdobeConfig | None = None) -> web.Application:

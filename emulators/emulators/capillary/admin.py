@@ -173,11 +173,6 @@ async def _activity(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
-async def _revoke(request: web.Request) -> web.Response:
-    request.app[ADMIN].revoke_tokens()
-    return web.json_response({"revoked": True})
-
-
 async def _customer(request: web.Request) -> web.Response:
     try:
         customer = request.app[ADMIN].customer(int(request.match_info["customer_id"]))
@@ -200,6 +195,5 @@ async def _changed(request: web.Request) -> web.Response:
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get(f"{ADMIN_PREFIX}/counts", _counts)
     app.router.add_post(f"{ADMIN_PREFIX}/activity", _activity)
-    app.router.add_post(f"{ADMIN_PREFIX}/revoke-tokens", _revoke)
     app.router.add_get(f"{ADMIN_PREFIX}/customers/{{customer_id}}", _customer)
     app.router.add_get(f"{ADMIN_PREFIX}/changed-customers", _changed)
