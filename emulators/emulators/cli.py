@@ -64,11 +64,11 @@ def serve(args: argparse.Namespace) -> None:
         for server in servers.values():
             server.start()
         urls = {name: server.base_url for name, server in servers.items()}
+        if args.urls_file:
+            args.urls_file.write_text(json.dumps(urls))
         for name, url in urls.items():
             sys.stdout.write(f"{name}: {url}\n")
         sys.stdout.flush()
-        if args.urls_file:
-            args.urls_file.write_text(json.dumps(urls))
         stop.wait()
     finally:
         for server in servers.values():

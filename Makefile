@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := emulators tap-capillary target-adobe-aep
+# Meltano lives in its own environment, as its docs recommend; it installs the plugins into .meltano/.
+MELTANO_VENV := .venv-meltano
+MELTANO := $(MELTANO_VENV)/bin/meltano
+
+.PHONY: install test lint demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python requirements-dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt $(foreach p,$(PACKAGES),-e "./$(p)[test]")
+	touch $@
+
+$(MELTANO):
+	$(PYTHON) -m venv $(MELTANO_VENV)
+	$(MELTANO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MELTANO_VENV)/bin/python -m pip install --quiet "meltano>=4.4.1,<4.5"
+
+.meltano/.installed: $(MELTANO) meltano.yml $(foreach p,tap-capillary target-adobe-aep,$(p)/pyproject.toml)
+	$(MELTANO) install
+	touch $@
+
+install: $(VENV)/.installed .meltano/.installed
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Each package's suite runs with its own pytest configuration, then the cross-package tests.
+test: lint install
+	$(foreach p,$(PACKAGES),$(BIN)/pytest $(p) &&) MELTANO_BIN=$(abspath $(MELTANO)) $(BIN)/pytest tests
+
+demo: install
+	$(BIN)/python scripts/demo.py --meltano $(MELTANO)
+
+clean:
+	rm -rf $(VENV) $(MELTANO_VENV) .meltano output

@@ -1,0 +1,5 @@
+"""``python -m tap_capillary``."""
+
+from tap_capillary.tap import TapCapillary
+
+TapCapillary.cli()

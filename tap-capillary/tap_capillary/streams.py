@@ -1,0 +1,728 @@
+"""The tap's streams: per-customer loyalty data read window by window, and stores."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from importlib import resources
+from itertools import islice
+from typing import Any
+
+import requests
+from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk.exceptions import FatalAPIError
+from singer_sdk.pagination import BaseAPIPaginator, PageNumberPaginator
+
+from tap_capillary.client import (
+    CapillaryStream,
+    TotalOffsetPaginator,
+    V11CustomersStream,
+    capillary_codes,
+    json_object,
+    parse_json,
+)
+from tap_capillary.convert import TimeConverter, boolean, integer, listed, name_values, number, text
+from tap_capillary.windows import Pass, Window, complete_window, plan_pass
+
+SCHEMAS = SchemaDirectory(resources.files("tap_capillary") / "schemas")
+
+V11_BATCH = 50  # customers per v1.1 customer/get and customer/coupons call (the limit is undocumented)
+# The ledger serves at most 90 days per request per its parameter table, 60 per its error codes.
+LEDGER_CHUNK = timedelta(days=60)
+LEDGER_PAGE_MAX = 100
+TRANSACTIONS_PAGE_MAX = 1000
+REWARDS_PAGE_MAX = 100
+REDEMPTIONS_PAGE_MAX = 100
+COUPONS_LIMIT = 1000  # customer/coupons has a limit but no offset
+ENTITIES_PAGE_MAX = 500
+
+
+class CustomerUnavailableError(FatalAPIError):
+    """The API says a customer cannot be returned (merged, deleted): skip the customer, not the run."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
+    """``fn`` over ``items`` on a thread pool; results in input order, at most ``2 * workers`` in flight."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="capillary")
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class WindowedStream(CapillaryStream):
+    """An incremental stream whose bookmark moves when a discovery window completes (``windows.py``),
+    never per record, and whose records are kept only inside the pass's ``[since, until)``."""
+
+    pass_: Pass
+
+    @property
+    def times(self) -> TimeConverter:
+        return self._tap.times
+
+    def utc(self, value: Any) -> str | None:
+        return self.times.to_utc(value)
+
+    def get_replication_key_signpost(self, context: Any = None) -> None:
+        return None  # the pass's ``until`` bounds the bookmark instead
+
+    def _increment_stream_state(self, latest_record: Any, *, context: Any = None) -> None:
+        """No per-record bookmarks: state advances when a window completes."""
+
+    def plan(self, *, single_window: bool) -> Pass:
+        config = self.config
+        self.pass_ = plan_pass(
+            self.stream_state,
+            stream_name=self.name,
+            start_date=config.get("start_date"),
+            end_date=config.get("end_date"),
+            now=self._tap.run_started_at,
+            window_days=config["backfill_window_days"],
+            lookback_minutes=config["lookback_minutes"],
+            single_window=single_window,
+        )
+        self.logger.info(
+            "Stream %s: records from %s to %s, found in %d discovery window(s)",
+            self.name,
+            self.pass_.since.isoformat(),
+            self.pass_.until.isoformat(),
+            len(self.pass_.windows),
+        )
+        return self.pass_
+
+    def in_pass(self, record: dict) -> bool:
+        return self.pass_.includes(self.times.to_datetime(record[self.replication_key]))
+
+    def complete(self, window: Window) -> None:
+        """Record a finished window and write it out as a STATE message."""
+        complete_window(self.stream_state, self.replication_key, self.pass_, window)
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+
+class CustomerDataStream(WindowedStream):
+    """A stream read per customer, for the customers that discovery finds in each window.
+
+    Workers (``max_workers``) read customers concurrently through the SDK's request machinery;
+    records outside the pass's ``[since, until)`` are dropped (the lookback margin, or data newer
+    than the run).
+    """
+
+    #: Customers per request (endpoints taking a comma-separated id list).
+    customers_per_request = 1
+    #: Capillary item codes (in 4xx bodies) meaning "this customer cannot be returned".
+    customer_gone_codes: frozenset[str] = frozenset()
+
+    def get_records(self, context: Any) -> Iterable[dict]:
+        discovery = self._tap.changed_customers
+        workers = self.config["max_workers"]
+        for window in self.plan(single_window=discovery.from_file).windows:
+            batches = _chunks(discovery.ids(window), self.customers_per_request)
+            for records in _ordered_map(self._read_customers, batches, workers):
+                yield from records
+            self.complete(window)
+        self.log_item_errors()
+
+    def _read_customers(self, customer_ids: list[int]) -> list[dict]:
+        """Worker: the pass's records of these customers."""
+        try:
+            records = self.read(customer_ids)
+        except CustomerUnavailableError as exc:
+            self.item_error(exc.code, exc, f"customer {customer_ids[0]}")
+            return []
+        return [r for r in records if self.in_pass(r)]
+
+    def read(self, customer_ids: list[int]) -> list[dict]:
+        """Mapped records of these customers (before the pass filter)."""
+        context = self.customer_context(customer_ids)
+        return [record for raw in self.request_records(context) for record in self.map(raw, context)]
+
+    @staticmethod
+    def customer_context(customer_ids: list[int]) -> dict[str, Any]:
+        """Request context: ``customer_ids`` for batch endpoints, ``customer_id`` (the first) for the others."""
+        return {"customer_ids": customer_ids, "customer_id": customer_ids[0]}
+
+    def map(self, raw: dict, context: dict) -> Iterable[dict]:
+        """Schema records from one parsed API item of a request for ``context``'s customers."""
+        raise NotImplementedError
+
+    def validate_response(self, response: requests.Response) -> None:
+        if 400 <= response.status_code < 500 and self.customer_gone_codes:
+            gone = self.customer_gone_codes.intersection(capillary_codes(response))
+            if gone:
+                raise CustomerUnavailableError(self.response_error_message(response), min(gone))
+        super().validate_response(response)
+
+
+class V11BatchStream(V11CustomersStream, CustomerDataStream):
+    """v1.1 endpoints taking several customer ids."""
+
+    customers_per_request = V11_BATCH
+
+    def get_new_paginator(self) -> None:
+        return None
+
+
+class CustomersStream(V11BatchStream):
+    name = "customers"
+    path = "/v1.1/customer/get"
+    primary_keys = ("customer_id",)
+    replication_key = "updated_at"
+    schema = StreamSchema(SCHEMAS)
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        return {
+            "format": "json",
+            "id": ",".join(map(str, context["customer_ids"])),
+            "points_summary": "true",
+            "card_details": "true",
+        }
+
+    def map(self, c: dict, context: dict) -> Iterable[dict]:
+        summaries = [
+            {
+                "program_id": integer(s.get("programId")),
+                "program_name": text(s.get("programName")),
+                "loyalty_points": number(s.get("loyaltyPoints")),
+                "lifetime_points": number(s.get("lifetimePoints")),
+                "redeemed_points": number(s.get("redeemed")),
+                "expired_points": number(s.get("expired")),
+                "current_slab": text(s.get("currentSlab")),
+                "slab_expiry_at": self.utc(s.get("slabExpiryDate")),
+            }
+            for s in listed(c.get("points_summaries"), "points_summary")
+        ]
+        identifiers = [
+            {"type": text(i.get("type")), "value": text(i.get("value"))}
+            for i in c.get("identifiers") or []
+            if isinstance(i, dict)
+        ]
+        cards = [i["value"] for i in identifiers if (i["type"] or "").lower() in ("cardnumber", "card_number")]
+        cards += [text(d.get("card_number")) for d in listed(c.get("card_details"), "card") if d.get("card_number")]
+        main = summaries[0] if summaries else {}
+        extended_fields = name_values(c.get("extended_fields"))
+        registered_store = c.get("registered_store") or {}
+        yield {
+            "customer_id": int(c["id"]),
+            "mobile": text(c.get("mobile")),
+            "email": text(c.get("email")),
+            "external_id": text(c.get("external_id")),
+            "card_numbers": cards,
+            "identifiers": identifiers,
+            "first_name": text(c.get("firstname")),
+            "last_name": text(c.get("lastname")),
+            "gender": text(c.get("gender") or extended_fields.get("gender")),
+            "source": text(c.get("source")),
+            "loyalty_type": text(c.get("type")),
+            "fraud_status": text((c.get("fraud_details") or {}).get("status")),
+            "registered_at": self.utc(c.get("registered_on")),
+            "registered_by": text(c.get("registered_by")),
+            "registered_store_code": text(registered_store.get("code")),
+            "registered_store_name": text(registered_store.get("name")),
+            "registered_till_code": text((c.get("registered_till") or {}).get("code")),
+            "updated_at": self.utc(c.get("updated_on")),
+            "loyalty_points": number(c.get("loyalty_points")),
+            "lifetime_points": number(c.get("lifetime_points")),
+            "lifetime_purchases": number(c.get("lifetime_purchases")),
+            "redeemed_points": main.get("redeemed_points"),
+            "expired_points": main.get("expired_points"),
+            "current_slab": text(c.get("current_slab")),
+            "program_id": main.get("program_id"),
+            "program_name": main.get("program_name"),
+            "points_summaries": summaries,
+            "custom_fields": name_values(c.get("custom_fields")),
+            "extended_fields": extended_fields,
+        }
+
+
+class TierHistoryStream(V11BatchStream):
+    name = "tier_history"
+    path = "/v1.1/customer/get"
+    primary_keys = ("customer_id", "program_id", "changed_at", "to_tier")
+    replication_key = "changed_at"
+    schema = StreamSchema(SCHEMAS)
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        return {"format": "json", "id": ",".join(map(str, context["customer_ids"])), "slab_history": "true"}
+
+    def map(self, c: dict, context: dict) -> Iterable[dict]:
+        for change in listed(c.get("slab_history"), "history"):
+            store = change.get("store") or {}
+            yield {
+                "customer_id": int(c["id"]),
+                "program_id": integer(change.get("program_id")),
+                "changed_at": self.utc(change.get("changed_on")),
+                "to_tier": text(change.get("to")),
+                "from_tier": text(change.get("from")),
+                "change_type": text(change.get("type")),
+                "notes": text(change.get("notes")),
+                "store_code": text(store.get("code")),
+                "store_name": text(store.get("name")),
+            }
+
+
+class CouponsStream(V11BatchStream):
+    """All coupons of a customer: ``start_date`` filters on issue time only, and a redemption
+    can update an old coupon, so coupons are filtered client-side on ``updated_at``."""
+
+    name = "coupons"
+    path = "/v1.1/customer/coupons"
+    primary_keys = ("coupon_id",)
+    replication_key = "updated_at"
+    schema = StreamSchema(SCHEMAS)
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        return {
+            "format": "json",
+            "id": ",".join(map(str, context["customer_ids"])),
+            "limit": COUPONS_LIMIT,
+            "order_by": "created_date",
+            "sort_order": "desc",
+        }
+
+    def map(self, c: dict, context: dict) -> Iterable[dict]:
+        coupons = listed(c.get("coupons"), "coupon")
+        if len(coupons) >= COUPONS_LIMIT:
+            self.logger.warning("Customer %s has %d+ coupons; older ones are not read", c.get("id"), COUPONS_LIMIT)
+        for k in coupons:
+            redemptions = [
+                {
+                    "redemption_id": integer(r.get("id")),
+                    "redeemed_at": self.utc(r.get("date")),
+                    "transaction_number": text(r.get("transaction_number")),
+                    "store_code": text((r.get("redeemed_at") or {}).get("code")),
+                    "store_name": text((r.get("redeemed_at") or {}).get("name")),
+                }
+                for r in listed(k.get("redemptions"), "redemption")
+            ]
+            issued_at = self.utc(k.get("created_date"))
+            redeemed = [r["redeemed_at"] for r in redemptions if r["redeemed_at"]]
+            last_redeemed = max(redeemed, key=self.times.to_datetime) if redeemed else None
+            issued_store = k.get("issued_at") or {}
+            yield {
+                "coupon_id": int(k["id"]),
+                "customer_id": integer(c.get("id")),
+                "code": text(k.get("code")),
+                "series_id": integer(k.get("series_id")),
+                "series_name": text(k.get("series_name")),
+                "issued_at": issued_at,
+                "valid_till": self.utc(k.get("valid_till")),
+                "issued_store_code": text(issued_store.get("code")),
+                "issued_store_name": text(issued_store.get("name")),
+                "transaction_number": text(k.get("transaction_number")),
+                "purpose": text(k.get("purpose")),
+                "redemption_count": integer(k.get("redemption_count")),
+                "last_redeemed_at": last_redeemed,
+                "redemptions": redemptions,
+                "custom_properties": name_values(k.get("custom_properties"), "custom_property"),
+                "updated_at": max(filter(None, [issued_at, last_redeemed]), key=self.times.to_datetime),
+            }
+
+
+class TransactionsStream(CustomerDataStream):
+    """Bills from ``v2/customers/{id}/transactions`` (points, store, tenders), line items from
+    ``v2/transactions/{id}``. The listing filters on billing time but a bill can be updated later,
+    so a customer's whole listing is read and filtered on ``updated_at`` before fetching details."""
+
+    name = "transactions"
+    path = "/v2/customers/{customer_id}/transactions"
+    primary_keys = ("transaction_id",)
+    replication_key = "updated_at"
+    schema = StreamSchema(SCHEMAS)
+    customer_gone_codes = frozenset({"8015", "8069"})
+
+    def get_new_paginator(self) -> TotalOffsetPaginator:
+        return TotalOffsetPaginator(start_value=0, page_size=self.page_limit(TRANSACTIONS_PAGE_MAX))
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        return {
+            "limit": self.page_limit(TRANSACTIONS_PAGE_MAX),
+            "offset": next_page_token or 0,
+            "sortBy": "BILLING_TIME",
+            "sortOrder": "ASC",
+            "embed": "BILL_POINTS,BILL_STORE_DETAILS,ATTRIBUTION,PAYMENT_MODES,BILL_CF,BILL_EF",
+        }
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        yield from parse_json(response).get("data") or []
+
+    @property
+    def details(self) -> TransactionDetailStream:
+        return self._tap.transaction_details
+
+    def read(self, customer_ids: list[int]) -> list[dict]:
+        records = []
+        for bill in self.request_records(self.customer_context(customer_ids)):
+            if not self.pass_.includes(self.times.to_datetime(bill.get("autoUpdateTime"))):
+                continue
+            detail = next(iter(self.details.request_records({"id": bill["id"], "type": bill.get("type")})), {})
+            records.append(self.record(bill, detail))
+        return records
+
+    def record(self, bill: dict, detail: dict) -> dict:
+        store = bill.get("billingStore") or (detail.get("billDetails") or {}).get("billingStore") or {}
+        till = (bill.get("attribution") or detail.get("attribution") or {}).get("createdBy") or {}
+        points = (bill.get("billPoints") or {}).get("aggregatedBillPoints") or {}
+        issued = sum(number(points.get(k)) or 0 for k in ("regularPoints", "promotionalPoints")) if points else None
+        is_return = bill.get("type") == "RETURN"
+        return {
+            "transaction_id": int(bill["id"]),
+            "customer_id": integer(bill.get("customerId")),
+            "bill_number": text(bill.get("billNumber")),
+            "type": text(bill.get("type")),
+            "return_type": text(bill.get("returnType")),
+            "billed_at": self.utc(bill.get("billingTime")),
+            "updated_at": self.utc(bill.get("autoUpdateTime")),
+            "amount": number(bill.get("amount")),
+            "gross_amount": number(bill.get("grossAmount")),
+            "discount": number(bill.get("discount")),
+            "basket_size": number(detail.get("basketSize")),
+            "currency_code": text(bill.get("currencyCode") or detail.get("currencyCode")),
+            "note": text(bill.get("notes")),
+            "outlier_status": text(bill.get("outlierStatus")),
+            "store_code": text(store.get("code")),
+            "store_name": text(store.get("name")),
+            "till_code": text(till.get("code")),
+            "till_name": text(till.get("name")),
+            # A return bill's points come back negative: points taken back from the customer.
+            "points_issued": None if is_return or issued is None else issued,
+            "points_redeemed": None,
+            "points_returned": -issued if is_return and issued is not None else None,
+            "line_items": [self.line_item(line) for line in detail.get("lineItems") or []],
+            "payment_modes": [
+                {"mode": text(p.get("mode")), "amount": number(p.get("amount"))} for p in bill.get("paymentModes") or []
+            ],
+            "custom_fields": dict(bill.get("customFields") or detail.get("customFields") or {}),
+            "extended_fields": dict(bill.get("extendedFields") or detail.get("extendedFields") or {}),
+        }
+
+    @staticmethod
+    def line_item(line: dict) -> dict:
+        d = line.get("details") or {}
+        return {
+            "line_item_id": integer(line.get("id")),
+            "serial": integer(d.get("serial")),
+            "item_code": text(d.get("itemCode")),
+            "description": text(d.get("description")),
+            "qty": number(d.get("qty")),
+            "rate": number(d.get("rate")),
+            "value": number(d.get("value")),
+            "discount": number(d.get("discount")),
+            "amount": number(d.get("amount")),
+            "outlier_status": text(line.get("outlierStatus")),
+            "returnable": boolean(d.get("returnable")),
+            "attributes": dict(d.get("attributes") or {}),
+            "extended_fields": dict(d.get("extendedFields") or {}),
+        }
+
+
+class TransactionDetailStream(CapillaryStream):
+    """``GET /v2/transactions/{id}`` (line items); a helper of ``transactions``, not in the catalog."""
+
+    name = "transaction_detail"
+    path = "/v2/transactions/{id}"
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    primary_keys = ("id",)
+
+    def get_new_paginator(self) -> None:
+        return None
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        # A RETURN bill is only found with type=RETURN (the type defaults to REGULAR).
+        return {"type": context.get("type") or "REGULAR", "tenders": "true"}
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        yield parse_json(response)
+
+
+class LedgerPaginator(PageNumberPaginator):
+    """``offset`` is a 0-based page number; asking past ``pageCount`` is an error (11003)."""
+
+    def has_more(self, response: requests.Response) -> bool:
+        details = parse_json(response).get("ledgerDetails") or {}
+        return self.current_value + 1 < int(details.get("pageCount") or 0)
+
+
+class PointsLedgerStream(CustomerDataStream):
+    name = "points_ledger"
+    path = "/v2/pointsLedger/getCustomerLedgerInfo"
+    primary_keys = ("event_log_id", "entry_index")
+    replication_key = "created_at"
+    schema = StreamSchema(SCHEMAS)
+    customer_gone_codes = frozenset({"11012", "8015", "8069"})
+
+    def get_new_paginator(self) -> LedgerPaginator:
+        return LedgerPaginator(start_value=0)
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        return {
+            "identifierName": "id",
+            "identifierValue": context["customer_id"],
+            "source": "INSTORE",
+            "limit": self.page_limit(LEDGER_PAGE_MAX),
+            "offset": next_page_token or 0,
+            "startDate": self.times.to_cluster(context["start"], "%Y-%m-%dT%H:%M:%S"),
+            "endDate": self.times.to_cluster(context["end"], "%Y-%m-%dT%H:%M:%S"),
+            "sortOrder": "ASC",
+        }
+
+    def read(self, customer_ids: list[int]) -> list[dict]:
+        records = []
+        start = self.pass_.since
+        while start < self.pass_.until:  # the ledger serves at most LEDGER_CHUNK per request
+            end = min(start + LEDGER_CHUNK, self.pass_.until)
+            context = {**self.customer_context(customer_ids), "start": start, "end": end - timedelta(seconds=1)}
+            records += [r for raw in self.request_records(context) for r in self.map(raw, context)]
+            start = end
+        return records
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        yield from parse_json(response).get("ledgerEntries") or []
+
+    def map(self, e: dict, context: dict) -> Iterable[dict]:
+        txn = e.get("transactionDetails") or {}
+        event = e.get("eventDetails") or {}
+        for index, entry in enumerate(e.get("entryDetails") or []):
+            yield {
+                "event_log_id": int(e["eventLogId"]),
+                "entry_index": index,
+                "customer_id": integer(e.get("customerId")),
+                "event_name": text(e.get("eventName")),
+                "event_display_name": text(event.get("eventDisplayName")),
+                "created_at": self.utc(e.get("ledgerCreatedDate")),
+                "event_at": self.utc(event.get("eventDate")),
+                "ledger_entry_type": text(entry.get("ledgerEntryType")),
+                "points": number(entry.get("points")),
+                "points_category": text(entry.get("pointsCategory")),
+                "program_id": integer(entry.get("programId")),
+                "program_name": text(entry.get("programName")),
+                "source_program_id": integer(e.get("sourceProgramId")),
+                "source_program_name": text(e.get("sourceProgramName")),
+                "net_points_on_event": number(e.get("netPointsOnEvent")),
+                "transaction_id": integer(txn.get("transactionId")),
+                "transaction_number": text(txn.get("transactionNumber")),
+                "store_code": text(e.get("storeCode")),
+                "till_code": text(e.get("tillCode")),
+                "promotion_id": integer(event.get("promotionId")),
+                "promotion_name": text(event.get("promotionName")),
+            }
+
+
+class RedemptionPaginator(BaseAPIPaginator[int]):
+    """v1.1 redemptions page with a 1-based row number (``points_start_id``/``coupons_start_id``);
+    one part (points or coupons) is requested at a time, so one ``*_count`` is set."""
+
+    def __init__(self, page_size: int) -> None:
+        super().__init__(start_value=1)
+        self.page_size = page_size
+
+    def get_next(self, response: requests.Response) -> int | None:
+        customer = (parse_json(response).get("response") or {}).get("customer") or {}
+        total = integer(customer.get("points_count")) or integer(customer.get("coupons_count")) or 0
+        following = self.current_value + self.page_size
+        return following if following <= total else None
+
+
+class RedemptionsStream(CustomerDataStream):
+    name = "redemptions"
+    path = "/v1.1/customer/redemptions"
+    primary_keys = ("redemption_type", "redemption_ref", "redeemed_at")
+    replication_key = "redeemed_at"
+    schema = StreamSchema(SCHEMAS)
+    customer_gone_codes = frozenset({"1012", "8109"})
+    parts = {"points": "POINTS", "coupons": "COUPON"}  # request part -> redemption_type
+
+    def get_new_paginator(self) -> RedemptionPaginator:
+        return RedemptionPaginator(self.page_limit(REDEMPTIONS_PAGE_MAX))
+
+    def read(self, customer_ids: list[int]) -> list[dict]:
+        contexts = [{**self.customer_context(customer_ids), "part": part} for part in self.parts]
+        return [
+            record for context in contexts for raw in self.request_records(context) for record in self.map(raw, context)
+        ]
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        part = context["part"]
+        return {
+            "format": "json",
+            "id": context["customer_id"],
+            "type": part.upper(),
+            "limit": self.page_limit(REDEMPTIONS_PAGE_MAX),
+            f"{part}_start_id": next_page_token or 1,
+            "start_date": self.times.to_cluster(self.pass_.since),
+            "end_date": self.times.to_cluster(self.pass_.until),
+            "order": "asc",
+        }
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        customer = (parse_json(response).get("response") or {}).get("customer") or {}
+        redemptions = customer.get("redemptions") or {}
+        for part, key in (("points", "point"), ("coupons", "coupon")):
+            for item in listed(redemptions.get(part), key):
+                yield {**item, "_part": part}
+
+    def map(self, r: dict, context: dict) -> Iterable[dict]:
+        is_points = r["_part"] == "points"
+        store, till = r.get("redeemed_store") or {}, r.get("redeemed_till") or {}
+        yield {
+            "redemption_type": self.parts[r["_part"]],
+            "redemption_ref": text(r.get("redemption_id") if is_points else r.get("code")),
+            "redeemed_at": self.utc(r.get("redeemed_time")),
+            "customer_id": context["customer_id"],  # the response names the customer by mobile/email only
+            "program_id": integer(r.get("program_id")),
+            "points_redeemed": number(r.get("points_redeemed")),
+            "coupon_id": None if is_points else integer(r.get("coupon_id")),
+            "coupon_code": None if is_points else text(r.get("code")),
+            "coupon_series_id": None if is_points else integer(r.get("series_id")),
+            "transaction_number": text(r.get("transaction_number")),
+            "bill_id": None if str(r.get("bill_id")) == "-1" else integer(r.get("bill_id")),
+            "store_code": text(store.get("code")),
+            "store_name": text(store.get("name")),
+            "till_code": text(till.get("code")),
+            "till_name": text(till.get("name")),
+            "purpose": text(r.get("redemption_purpose")),
+            "notes": text(r.get("notes")),
+            "external_reference_number": text(r.get("external_reference_number")),
+            "custom_fields": name_values(r.get("custom_fields")),
+        }
+
+
+class RewardsPaginator(PageNumberPaginator):
+    def has_more(self, response: requests.Response) -> bool:
+        return not (parse_json(response).get("pagingDto") or {}).get("last", True)
+
+
+class RewardIssualsStream(CustomerDataStream):
+    """Reward catalog issuance attempts; the endpoint has no date filter, so all are read and filtered."""
+
+    name = "reward_issuals"
+    path = "/api_gateway/rewards/core/v1/management/customer/{customer_id}/issuals"
+    primary_keys = ("reward_transaction_id",)
+    replication_key = "transaction_at"
+    schema = StreamSchema(SCHEMAS)
+
+    def get_new_paginator(self) -> RewardsPaginator:
+        return RewardsPaginator(start_value=0)
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        return {"page": next_page_token or 0, "size": self.page_limit(REWARDS_PAGE_MAX)}
+
+    def validate_response(self, response: requests.Response) -> None:
+        # The rewards API answers 404 with its own status block for customers it cannot find.
+        if response.status_code == 404 and "rewardIssueTransactions" in json_object(response):
+            raise CustomerUnavailableError(self.response_error_message(response), "404")
+        super().validate_response(response)
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        yield from parse_json(response).get("rewardIssueTransactions") or []
+
+    def map(self, r: dict, context: dict) -> Iterable[dict]:
+        status = r.get("status") or {}
+        reward = r.get("rewardDetails") or {}
+        yield {
+            "reward_transaction_id": int(r["rewardTransactionId"]),
+            "customer_id": context["customer_id"],
+            "reward_issue_ref_id": text(r.get("rewardIssueRefId")),
+            "transaction_at": self.utc(r.get("rewardTransactionDate")),
+            "event_at": self.utc(r.get("eventDateTime")),
+            "issued_at": self.utc(r.get("issueDateTime")),
+            "success": boolean(status.get("success")),
+            "status_code": integer(status.get("code")),
+            "status_message": text(status.get("message")),
+            "reward_id": integer(reward.get("rewardId")),
+            "reward_name": text(reward.get("name")),
+            "reward_description": text(reward.get("description")),
+            "reward_language_code": text(reward.get("languageCode")),
+            "reward_enabled": boolean(reward.get("enabled")),
+            "reward_rank": integer(reward.get("rewardRank")),
+            "owner_type": text(r.get("ownerType")),
+            "owner_id": text(r.get("ownerId")),
+            "points_redemption_ref_ids": [str(x) for x in r.get("pointsRedemptionRefIds") or []],
+            "fulfillment_status": text(r.get("fulfillmentStatus")),
+            "redemption_type": text(r.get("redemptionType")),
+        }
+
+
+class EntityPaginator(BaseAPIPaginator[int]):
+    """``organization/entities`` returns ids >= ``start_id`` in id order; the next page starts after the last id."""
+
+    def __init__(self) -> None:
+        super().__init__(start_value=0)
+
+    def get_next(self, response: requests.Response) -> int | None:
+        body = parse_json(response).get("response") or {}
+        entities = listed((body.get("organization") or {}).get("entities"), "entity")
+        total = integer((body.get("pagination") or {}).get("total")) or 0
+        return int(entities[-1]["id"]) + 1 if entities and len(entities) < total else None
+
+
+class StoresStream(WindowedStream):
+    """Stores changed since the bookmark (``modified_since``, the one documented org-wide change filter)."""
+
+    name = "stores"
+    path = "/v1.1/organization/entities"
+    primary_keys = ("store_id",)
+    replication_key = "updated_at"
+    schema = StreamSchema(SCHEMAS)
+
+    def get_new_paginator(self) -> EntityPaginator:
+        return EntityPaginator()
+
+    def get_records(self, context: Any) -> Iterable[dict]:
+        for window in self.plan(single_window=True).windows:
+            for entity in self.request_records({"modified_since": window.start}):
+                record = self.record(entity)
+                if self.in_pass(record):
+                    yield record
+            self.complete(window)
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        return {
+            "format": "json",
+            "type": "STORE",
+            "start_id": next_page_token or 0,
+            "limit": self.page_limit(ENTITIES_PAGE_MAX),
+            "modified_since": self.times.to_cluster(context["modified_since"]),
+        }
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        body = parse_json(response).get("response") or {}
+        yield from listed((body.get("organization") or {}).get("entities"), "entity")
+
+    def record(self, e: dict) -> dict:
+        return {
+            "store_id": int(e["id"]),
+            "code": text(e.get("code")),
+            "name": text(e.get("name")),
+            "description": text(e.get("description")),
+            "type": text(e.get("type")),
+            "is_active": boolean(e.get("is_active")),
+            "external_id": text(e.get("external_id")),
+            "external_id_1": text(e.get("external_id_1")),
+            "external_id_2": text(e.get("external_id_2")),
+            "timezone": text(((e.get("timezones") or {}).get("base_timezone") or {}).get("label")),
+            "currency_code": text(((e.get("currencies") or {}).get("base_currency") or {}).get("label")),
+            "language_locale": text(e.get("language_locale")),
+            "country_code": text(e.get("country_code")),
+            "updated_at": self.utc(e.get("last_updated_on")),
+            "updated_by": integer(e.get("last_updated_by")),
+            "custom_fields": name_values(e.get("custom_fields")),
+        }

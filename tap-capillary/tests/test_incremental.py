@@ -1,0 +1,194 @@
+"""Window-based state: quiet second runs, exactly the new activity, resumable and bounded backfills."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulators.capillary import ADMIN
+from emulators.launch import start_capillary
+from emulators.server import REQUEST_LOG, BackgroundServer
+from tests.conftest import Run, instant, run_tap, tap_config
+
+STREAMS = (
+    "customers",
+    "transactions",
+    "points_ledger",
+    "tier_history",
+    "redemptions",
+    "coupons",
+    "reward_issuals",
+    "stores",
+)
+KEYS = {
+    "customers": ("customer_id",),
+    "transactions": ("transaction_id",),
+    "points_ledger": ("event_log_id", "entry_index"),
+    "tier_history": ("customer_id", "program_id", "changed_at", "to_tier"),
+    "redemptions": ("redemption_type", "redemption_ref", "redeemed_at"),
+    "coupons": ("coupon_id",),
+    "reward_issuals": ("reward_transaction_id",),
+    "stores": ("store_id",),
+}
+
+
+def keys(records: list[dict[str, Any]], stream: str) -> list[tuple]:
+    return [tuple(r[k] for k in KEYS[stream]) for r in records]
+
+
+@pytest.fixture
+def server() -> Iterator[BackgroundServer]:
+    server = start_capillary(customers=25, seed=11)
+    yield server
+    server.stop()
+
+
+def wait_past(state: dict[str, Any]) -> int:
+    """Epoch second of the latest bookmark; returns once the clock has moved past it (activity lands after it)."""
+    latest = max(datetime.fromisoformat(b["replication_key_value"]).timestamp() for b in state["bookmarks"].values())
+    time.sleep(max(0.0, latest + 1.1 - time.time()))
+    return int(latest)
+
+
+def test_lookback_margin_is_reread_filtered_and_emitted_once_settled() -> None:
+    """Runs emit up to ``lookback_minutes`` before their start and re-read the margin before the bookmark:
+    a quiet second run re-reads customers but emits nothing, and recent data comes out exactly once later."""
+    now = datetime.now(timezone.utc)
+    server = start_capillary(customers=15, seed=13, anchor_time=(now - timedelta(hours=3)).isoformat())
+    try:
+        admin = server.app[ADMIN]
+        recent = server.call(admin.activity, {"at": int(now.timestamp()) - 30 * 60, "new_transactions": 3})
+        config = tap_config(server, lookback_minutes=60)
+        first = run_tap(config)
+        assert first.count("transactions") > 0
+        assert not {r["transaction_id"] for r in first.records["transactions"]} & set(recent["transactions_added"])
+        server.call(server.app[REQUEST_LOG].clear)
+        quiet = run_tap(config, state=first.state)
+        reread = server.call(lambda: server.app[REQUEST_LOG].counts["GET /v1.1/customer/get"])
+        assert reread > 0, "the margin before the bookmark was read again"
+        assert {s: quiet.count(s) for s in STREAMS} == dict.fromkeys(STREAMS, 0)
+        settled = run_tap({**config, "lookback_minutes": 0}, state=quiet.state)  # as if the margin had passed
+        assert {r["transaction_id"] for r in settled.records["transactions"]} == set(recent["transactions_added"])
+        assert {r["event_log_id"] for r in settled.records["points_ledger"]} == set(recent["ledger_added"])
+        assert {r["customer_id"] for r in settled.records["customers"]} == set(recent["changed_customers"])
+    finally:
+        server.stop()
+
+
+def test_incremental_run_picks_up_exactly_the_new_activity(server: BackgroundServer) -> None:
+    admin = server.app[ADMIN]
+    config = tap_config(server)
+    first = run_tap(config)
+    at = wait_past(first.state)
+    activity = server.call(
+        admin.activity,
+        {
+            "at": at,
+            "new_customers": 2,
+            "updated_customers": 3,
+            "new_transactions": 4,
+            "new_returns": 1,
+            "ledger_entries": 3,
+            "tier_changes": 2,
+            "redemptions": 2,
+            "coupons": 2,
+            "rewards": 2,
+            "store_updates": 1,
+        },
+    )
+    second = run_tap(config, state=first.state)
+
+    changed = set(activity["changed_customers"])
+    assert {r["customer_id"] for r in second.records["customers"]} == changed
+    assert {r["transaction_id"] for r in second.records["transactions"]} == set(
+        activity["transactions_added"] + activity["returns_added"]
+    )
+    assert {r["event_log_id"] for r in second.records["points_ledger"]} == set(activity["ledger_added"])
+    assert second.count("tier_history") == len(activity["tier_changes_added"])
+    assert second.count("redemptions") == len(activity["redemptions_added"])
+    assert {r["coupon_id"] for r in second.records["coupons"]} == set(activity["coupons_added"])
+    assert {r["reward_transaction_id"] for r in second.records["reward_issuals"]} == set(activity["rewards_added"])
+    assert {r["store_id"] for r in second.records["stores"]} == set(activity["stores_updated"])
+    for stream in STREAMS:
+        rk = second.tap.streams[stream].replication_key
+        assert all(instant(r[rk]) == instant(activity["at"]) for r in second.records[stream]), stream
+        if stream not in ("customers", "stores"):  # events: nothing of the first run comes back
+            assert not set(keys(second.records[stream], stream)) & set(keys(first.records[stream], stream)), stream
+
+
+def run_until_killed(config: dict[str, Any], tmp_path: Path, stream: str, states_before_kill: int) -> list[dict]:
+    """Run the tap as a process and SIGKILL it after ``stream`` emitted that many window states."""
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tap_capillary", "--config", str(config_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    messages, seen = [], 0
+    assert process.stdout is not None
+    for line in process.stdout:
+        message = json.loads(line)
+        messages.append(message)
+        if message["type"] == "STATE" and stream in message["value"].get("bookmarks", {}):
+            seen += 1
+            if seen == states_before_kill:
+                process.kill()
+                break
+    messages += [json.loads(line) for line in process.stdout]  # written before it died
+    process.wait()
+    assert process.returncode != 0, "the tap was killed mid-way"
+    return messages
+
+
+def test_backfill_killed_mid_way_resumes_at_the_next_window(server: BackgroundServer, tmp_path: Path) -> None:
+    # Slow customer reads so the kill lands inside the customers stream's backfill.
+    server.set_faults({"rules": [{"path": "/v1.1/customer/get", "latency_ms": 40}]})
+    config = tap_config(server, backfill_window_days=30)
+    messages = run_until_killed(config, tmp_path, "customers", states_before_kill=4)
+    killed = Run(messages, tap=None)  # type: ignore[arg-type]
+    state = killed.state
+    bookmark = state["bookmarks"]["customers"]
+    assert bookmark["pass_since"] == datetime.fromisoformat(config["start_date"]).astimezone(timezone.utc).isoformat()
+    window_end = instant(bookmark["replication_key_value"])
+
+    resumed = run_tap(config, state=state)
+    server.set_faults(None)
+    complete = run_tap(config)
+
+    expected = set(keys(complete.records["customers"], "customers"))
+    before, after = keys(killed.records["customers"], "customers"), keys(resumed.records["customers"], "customers")
+    assert set(before) | set(after) == expected, "nothing lost"
+    # Re-sent at most the window that was in progress: customers last updated after the bookmark.
+    resent = set(before) & set(after)
+    updated = {r["customer_id"]: instant(r["updated_at"]) for r in complete.records["customers"]}
+    assert all(updated[customer_id] >= window_end for (customer_id,) in resent)
+    # The resumed run goes on with the window after the bookmark.
+    progress = [s["bookmarks"]["customers"]["replication_key_value"] for s in resumed.states]
+    moved = [instant(value) for value in progress if instant(value) != window_end]
+    assert moved[0] == window_end + timedelta(days=30)
+
+
+def test_bounded_backfill_then_incremental_run(server: BackgroundServer) -> None:
+    config = tap_config(server)
+    complete = run_tap(config)
+    middle = datetime.fromtimestamp(server.config.anchor_epoch - 200 * 86_400, timezone.utc).isoformat()
+    bounded = run_tap({**config, "end_date": middle})
+    rest = run_tap(config, state=bounded.state)
+    for stream in STREAMS:
+        rk = complete.tap.streams[stream].replication_key
+        assert all(instant(r[rk]) < instant(middle) for r in bounded.records[stream]), stream
+        assert all(instant(r[rk]) >= instant(middle) for r in rest.records[stream]), stream
+        first, second = keys(bounded.records[stream], stream), keys(rest.records[stream], stream)
+        if stream not in ("customers", "coupons", "stores"):  # snapshots: the latest version moves on
+            assert sorted(first + second) == sorted(keys(complete.records[stream], stream)), stream
+    assert bounded.state["bookmarks"]["transactions"]["replication_key_value"] == instant(middle).isoformat()

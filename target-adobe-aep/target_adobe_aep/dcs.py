@@ -1,0 +1,280 @@
+"""Publishing to the DCS HTTP API streaming inlet: envelopes, packing by bytes, rate limits, retries, 207 parsing.
+
+Modelled on Adobe's Kafka Connect sink (experience-platform-streaming-connect): always the batch endpoint,
+bearer token from the IMS provider, per-message failures of a 207 reported rather than retried. Unlike it,
+requests are packed to the byte limit and sent concurrently under client-side rate limits, a 413 splits the
+request, and 429/5xx/dropped connections are retried with jittered backoff that honours ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import orjson
+import requests
+
+from target_adobe_aep.connection import CONNECTION_ERRORS, RetriableError, RetryPolicy, raise_if_retriable
+from target_adobe_aep.ims import TokenProvider
+
+logger = logging.getLogger(__name__)
+
+XED_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
+_BATCH_OPEN, _BATCH_CLOSE = b'{"messages":[', b"]}"
+REQUEST_OVERHEAD = len(_BATCH_OPEN) + len(_BATCH_CLOSE)
+
+
+class PublishError(RuntimeError):
+    """DCS could not be made to take a request; nothing after the last emitted state is acknowledged."""
+
+
+def batch_url(inlet_url: str) -> str:
+    """The batch endpoint of an inlet URL, as Adobe's Kafka sink derives it."""
+    if "/collection/batch/" in inlet_url:
+        return inlet_url
+    if "/collection/" not in inlet_url:
+        msg = f"inlet_url must look like https://dcs.adobedc.net/collection/{{inletId}}, got {inlet_url!r}"
+        raise ValueError(msg)
+    return inlet_url.replace("/collection/", "/collection/batch/", 1)
+
+
+class Envelope:
+    """Wraps serialized XDM entities in the streaming message envelope of one dataset and schema."""
+
+    def __init__(
+        self, *, schema_id: str, dataset_id: str, org_id: str | None, flow_id: str | None, source: str
+    ) -> None:
+        schema_ref = {"id": schema_id, "contentType": XED_CONTENT_TYPE}
+        header = {"schemaRef": schema_ref, "imsOrgId": org_id, "datasetId": dataset_id, "source": {"name": source}}
+        if not org_id:  # DCCS fills in the inlet's org when the header has none (streaming-multiple-messages.md)
+            del header["imsOrgId"]
+        if flow_id:
+            header["flowId"] = flow_id
+        meta = orjson.dumps({"schemaRef": schema_ref})
+        self._prefix = b'{"header":' + orjson.dumps(header) + b',"body":{"xdmMeta":' + meta + b',"xdmEntity":'
+        self._suffix = b"}}"
+
+    def wrap(self, entity: bytes) -> bytes:
+        return self._prefix + entity + self._suffix
+
+
+class RateLimiter:
+    """Token bucket allowing ``rate`` units per second with bursts of one second's worth.
+
+    A caller takes its units at once and, when the bucket runs short, sleeps until the debt is paid, so
+    callers are served in order and a request larger than the bucket still gets through.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = float(rate)
+        self._clock = clock
+        self._tokens = self.rate
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self, units: float = 1.0) -> float:
+        """Take ``units``, sleeping as needed; returns the time slept."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.rate, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            self._tokens -= units
+            delay = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if delay:
+            time.sleep(delay)
+        return delay
+
+
+def pack(sizes: list[int], max_request_bytes: int) -> tuple[list[list[int]], list[int]]:
+    """Indices grouped in order into requests of at most ``max_request_bytes``, and the indices too big alone."""
+    groups: list[list[int]] = []
+    oversized: list[int] = []
+    current: list[int] = []
+    used = REQUEST_OVERHEAD
+    for index, size in enumerate(sizes):
+        if REQUEST_OVERHEAD + size > max_request_bytes:
+            oversized.append(index)
+            continue
+        extra = size + (1 if current else 0)  # the comma between messages
+        if used + extra > max_request_bytes:
+            groups.append(current)
+            current, used, extra = [], REQUEST_OVERHEAD, size
+        current.append(index)
+        used += extra
+    if current:
+        groups.append(current)
+    return groups, oversized
+
+
+def parse_multi_status(body: object, count: int) -> list[tuple[bool, int | None, str]]:
+    """Per message: ``(accepted, status, xactionId or error message)``.
+
+    DCS documents failures as ``{"statusCode", "message"}`` and successes as ``{"xactionId"}``, one entry per
+    message in order (EN streaming-multiple-messages.md); Adobe's Kafka sink also treats ``status`` as a failure
+    marker (its test fixture ``aep-connector-inlet-multi-message-response.json``). A missing or unreadable entry
+    counts as a rejection, so the message lands in the dead letter rather than nowhere.
+    """
+    responses = body.get("responses") if isinstance(body, dict) else None
+    if not isinstance(responses, list):
+        responses = []
+    results: list[tuple[bool, int | None, str]] = []
+    for index in range(count):
+        entry = responses[index] if index < len(responses) else None
+        if not isinstance(entry, dict):
+            results.append((False, None, "DCS returned no response entry for this message"))
+            continue
+        status = entry.get("statusCode", entry.get("status"))
+        try:
+            status = int(status) if status is not None else None
+        except (TypeError, ValueError):
+            results.append((False, None, f"DCS returned an unreadable status {str(status)[:40]!r}"))
+            continue
+        if status is not None and not 200 <= status < 300:
+            results.append((False, status, str(entry.get("message") or "rejected without a message")))
+        elif entry.get("xactionId"):
+            results.append((True, status, str(entry["xactionId"])))
+        else:
+            results.append((False, status, "DCS response entry has neither an xactionId nor an error"))
+    return results
+
+
+@dataclass
+class Rejection:
+    index: int
+    http_status: int | None
+    reason: str
+
+
+@dataclass
+class PublishResult:
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    requests: int = 0
+    retries: int = 0
+
+    def add(self, other: PublishResult) -> None:
+        self.accepted += other.accepted
+        self.rejected.extend(other.rejected)
+        self.requests += other.requests
+        self.retries += other.retries
+
+
+class Publisher:
+    """Sends messages to one inlet's batch endpoint; shared by all sinks so the limits are global."""
+
+    def __init__(
+        self,
+        *,
+        session: requests.Session,
+        inlet_url: str,
+        flow_id: str | None,
+        tokens: TokenProvider | None,
+        max_request_bytes: int,
+        max_messages_per_second: float,
+        max_requests_per_second: float,
+        max_concurrency: int,
+        retry: RetryPolicy,
+        timeout: float,
+    ) -> None:
+        self._session = session
+        self._url = batch_url(inlet_url)
+        self._tokens = tokens
+        self._headers = {"Content-Type": "application/json"}
+        if flow_id:
+            self._headers["x-adobe-flow-id"] = flow_id
+        self.max_request_bytes = max_request_bytes
+        self._messages = RateLimiter(max_messages_per_second)
+        self._requests = RateLimiter(max_requests_per_second)
+        self._retry = retry
+        self._timeout = timeout
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="dcs")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def publish(self, messages: list[bytes]) -> PublishResult:
+        """Send ``messages`` and wait until each is accepted or rejected; raise ``PublishError`` otherwise."""
+        groups, oversized = pack([len(m) for m in messages], self.max_request_bytes)
+        result = PublishResult()
+        for index in oversized:
+            reason = f"message of {len(messages[index])} bytes does not fit in a request (max_request_bytes)"
+            result.rejected.append(Rejection(index, None, reason))
+        futures = [self._executor.submit(self._send, messages, group) for group in groups]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            for future in pending:
+                future.cancel()
+            wait(pending)
+            raise failed[0].exception()  # type: ignore[misc]
+        for future in futures:
+            result.add(future.result())
+        return result
+
+    def _send(self, messages: list[bytes], indices: list[int]) -> PublishResult:
+        result = PublishResult()
+        body = _BATCH_OPEN + b",".join(messages[i] for i in indices) + _BATCH_CLOSE
+
+        def count_retry(_error: RetriableError, _wait: float) -> None:
+            result.retries += 1
+
+        def attempt() -> requests.Response:
+            self._requests.acquire()
+            self._messages.acquire(len(indices))
+            result.requests += 1
+            return self._post(body)
+
+        try:
+            response = self._retry.call(attempt, on_retry=count_retry)
+        except RetriableError as exc:
+            msg = f"DCS still failing after {self._retry.max_tries} tries: {exc}"
+            raise PublishError(msg) from None
+        if response.status_code == 413:
+            if len(indices) == 1:
+                result.rejected.append(Rejection(indices[0], 413, f"DCS: payload too large: {_excerpt(response)}"))
+                return result
+            logger.info("DCS answered 413 for %d messages (%d bytes); splitting", len(indices), len(body))
+            half = len(indices) // 2
+            for part in (indices[:half], indices[half:]):
+                result.add(self._send(messages, part))
+            return result
+        if response.status_code not in (200, 207):
+            msg = f"DCS answered HTTP {response.status_code}: {_excerpt(response)}"
+            raise PublishError(msg)
+        try:
+            payload = response.json()
+        except ValueError:
+            msg = f"DCS answered {response.status_code} with a body that is not JSON: {_excerpt(response)}"
+            raise PublishError(msg) from None
+        for index, (accepted, status, detail) in zip(indices, parse_multi_status(payload, len(indices)), strict=False):
+            if accepted:
+                result.accepted += 1
+            else:
+                result.rejected.append(Rejection(index, status, f"DCS: {detail}"))
+        return result
+
+    def _post(self, body: bytes) -> requests.Response:
+        def send(token: str | None) -> requests.Response:
+            headers = self._headers if token is None else {**self._headers, "Authorization": f"Bearer {token}"}
+            try:
+                response = self._session.post(self._url, data=body, headers=headers, timeout=self._timeout)
+            except CONNECTION_ERRORS as exc:
+                raise RetriableError(f"DCS request failed: {type(exc).__name__}") from None
+            raise_if_retriable(response, "DCS")
+            return response
+
+        if self._tokens is None:
+            response = send(None)
+            if response.status_code in (401, 403):
+                msg = f"the inlet requires authentication (HTTP {response.status_code}): set inlet_auth_required"
+                raise PublishError(msg)
+            return response
+        return self._tokens.authorized(send, "DCS inlet")
+
+
+def _excerpt(response: requests.Response) -> str:
+    return response.text[:300]

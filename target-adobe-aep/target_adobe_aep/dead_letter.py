@@ -1,0 +1,52 @@
+"""The dead letter: a JSONL file of every record that AEP will not get, with the reason, so none is lost."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+class TooManyRejectedRecords(RuntimeError):
+    """More records were dead-lettered than ``max_rejected_records`` allows."""
+
+
+class DeadLetter:
+    """Appends entries to one JSONL file, durably (fsync) before the batch that produced them is acknowledged.
+
+    An entry holds: ``time``, ``stream``, ``key`` (the record's key properties), ``reason``, ``http_status`` (for
+    rejections by AEP), ``xdm`` (the converted payload, when conversion got that far) and ``record`` (the source
+    record, for replay). Nothing else: no request headers, no tokens.
+    """
+
+    def __init__(self, path: str | Path, max_records: int = 0) -> None:
+        self.path = Path(path)
+        self.max_records = max_records  # 0: never abort
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def write(self, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+        lines = b"".join(
+            orjson.dumps({"time": now, **entry}, default=str, option=orjson.OPT_APPEND_NEWLINE) for entry in entries
+        )
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as file:
+                file.write(lines)
+                file.flush()
+                os.fsync(file.fileno())
+            self.count += len(entries)
+            count = self.count
+        if self.max_records and count > self.max_records:
+            msg = (
+                f"{count} records dead-lettered to {self.path}, more than max_rejected_records={self.max_records}: "
+                "aborting (state is not advanced past this batch)"
+            )
+            raise TooManyRejectedRecords(msg)

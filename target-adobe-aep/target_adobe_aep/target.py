@@ -1,0 +1,291 @@
+"""TargetAdobeAEP: settings, and the services its sinks share (token, schemas, publisher, dead letter, summary)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import asdict, dataclass
+from typing import IO, Any
+
+import requests
+from singer_sdk import Target
+from singer_sdk import typing as th
+
+from target_adobe_aep.connection import ConfigError, RetryPolicy, checked_url, new_session
+from target_adobe_aep.dcs import Publisher, batch_url
+from target_adobe_aep.dead_letter import DeadLetter
+from target_adobe_aep.ims import TokenProvider
+from target_adobe_aep.mapping import StreamMapping, compile_mapping, load_document
+from target_adobe_aep.sinks import AEPSink
+from target_adobe_aep.xdm_schema import SchemaCatalog, SchemaRegistry
+
+DEFAULT_SCOPES = "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
+DEFAULT_IDENTITY_NAMESPACES = {"email": "Email", "phone": "Phone", "customer_id": "CapillaryCustomerId"}
+# AEP documents 1 MB per request (413 beyond); stay just under it.
+DEFAULT_MAX_REQUEST_BYTES = 990_000
+
+
+@dataclass
+class StreamStats:
+    """What happened to one stream's records; logged as the run summary."""
+
+    received: int = 0
+    skipped: int = 0
+    duplicates_merged: int = 0
+    sent: int = 0
+    accepted: int = 0
+    dead_lettered: int = 0
+    written: int = 0
+    requests: int = 0
+    retries: int = 0
+
+
+def _string(name: str, description: str, **kwargs: Any) -> th.Property:
+    return th.Property(name, th.StringType, description=description, **kwargs)
+
+
+class TargetAdobeAEP(Target):
+    """Converts Singer records to XDM and streams them into AEP datasets through the HTTP API streaming inlet."""
+
+    name = "target-adobe-aep"
+    default_sink_class = AEPSink
+
+    config_jsonschema = th.PropertiesList(
+        # IMS
+        _string("client_id", "OAuth server-to-server client id (Developer Console credential)."),
+        _string("client_secret", "OAuth server-to-server client secret.", secret=True),
+        _string("org_id", "IMS organization id, e.g. 12345@AdobeOrg."),
+        _string("scopes", "Comma-separated OAuth scopes, as in the credential's cURL command.", default=DEFAULT_SCOPES),
+        _string(
+            "ims_url",
+            "IMS token endpoint. /ims/token/v3 answers expires_in in seconds, the legacy /ims/token in milliseconds.",
+            default="https://ims-na1.adobelogin.com/ims/token/v3",
+        ),
+        # Platform
+        _string("sandbox_name", "Sandbox of the datasets and schemas (x-sandbox-name).", default="prod"),
+        _string("platform_url", "Platform API base URL (Schema Registry).", default="https://platform.adobe.io"),
+        _string("api_key", "x-api-key for platform APIs. Default: client_id."),
+        # Streaming
+        _string(
+            "inlet_url",
+            "Streaming inlet URL of the HTTP API source connection, https://dcs.adobedc.net/collection/{inletId}; "
+            "records go to its /collection/batch/ endpoint.",
+        ),
+        _string("flow_id", "Dataflow id: sent as header.flowId and x-adobe-flow-id."),
+        th.Property(
+            "inlet_auth_required",
+            th.BooleanType,
+            default=True,
+            description="Whether the inlet was created with authenticationRequired (send an IMS bearer token).",
+        ),
+        # Targets
+        _string("profile_dataset_id", "Dataset id for Individual Profile records (mapping target 'profile')."),
+        _string("profile_schema_id", "$id of the profile dataset's schema, https://ns.adobe.com/{tenant}/schemas/…"),
+        _string("event_dataset_id", "Dataset id for ExperienceEvents (mapping target 'event')."),
+        _string("event_schema_id", "$id of the event dataset's schema, https://ns.adobe.com/{tenant}/schemas/…"),
+        _string("tenant_id", "Tenant id without underscore; custom fields are written under _{tenant_id}."),
+        th.Property(
+            "identity_namespaces",
+            th.ObjectType(
+                th.Property("email", th.StringType, description="Namespace of e-mail addresses."),
+                th.Property("phone", th.StringType, description="Namespace of mobile numbers."),
+                th.Property("customer_id", th.StringType, description="Namespace of the Capillary customer id."),
+                additional_properties=th.StringType,
+            ),
+            default=DEFAULT_IDENTITY_NAMESPACES,
+            description="Identity namespace code per identifier kind used by 'identity' mapping rules; keys given "
+            "here replace the defaults one by one. Custom namespaces must exist in Identity Service.",
+        ),
+        th.Property(
+            "mappings",
+            th.ObjectType(additional_properties=th.CustomType({"type": ["string", "object"]})),
+            description="Per-stream mapping override: stream name -> mapping file path or inline mapping object. "
+            "Streams not listed use the built-in preset of that name.",
+        ),
+        th.Property(
+            "schema_files",
+            th.ObjectType(additional_properties=th.StringType),
+            description="Schema id -> local file of the schema in xed-full form, used instead of the Schema Registry.",
+        ),
+        # Behaviour
+        th.Property(
+            "validate_xdm",
+            th.BooleanType,
+            default=True,
+            description="Validate each XDM record against its schema before sending; invalid ones are dead-lettered.",
+        ),
+        _string(
+            "dead_letter_path",
+            "JSONL file that receives every record AEP will not get, with the reason.",
+            default="aep-dead-letter.jsonl",
+        ),
+        th.Property(
+            "max_rejected_records",
+            th.IntegerType(minimum=0),
+            default=0,
+            description="Abort once more records than this were dead-lettered; 0 never aborts.",
+        ),
+        th.Property(
+            "max_request_bytes",
+            th.IntegerType(minimum=1024, maximum=1_000_000),
+            default=DEFAULT_MAX_REQUEST_BYTES,
+            description="Largest DCS request body; messages are packed into batch requests up to this size.",
+        ),
+        th.Property(
+            "max_messages_per_second",
+            th.NumberType(minimum=1),
+            default=8000,
+            description="Client-side message rate limit (AEP documents 10,000 messages/s).",
+        ),
+        th.Property(
+            "max_requests_per_second",
+            th.NumberType(minimum=1),
+            default=800,
+            description="Client-side request rate limit (AEP documents 1,000 requests/s).",
+        ),
+        th.Property("max_concurrency", th.IntegerType(minimum=1), default=8, description="Requests in flight at once."),
+        th.Property(
+            "max_retries",
+            th.IntegerType(minimum=0),
+            default=5,
+            description="Retries of a request after 429, 5xx or a dropped connection before the run fails.",
+        ),
+        th.Property(
+            "retry_backoff_seconds",
+            th.NumberType(minimum=0),
+            default=0.5,
+            description="First backoff step; doubles per retry, full jitter, never below Retry-After, at most 60 s.",
+        ),
+        th.Property(
+            "request_timeout_seconds", th.NumberType(minimum=1), default=60, description="Timeout of each HTTP request."
+        ),
+        th.Property(
+            "dry_run",
+            th.BooleanType,
+            default=False,
+            description="Convert and validate, write the messages to dry_run_path, send nothing.",
+        ),
+        _string(
+            "dry_run_path", "Directory that receives <stream>.jsonl message files in dry_run.", default="aep-dry-run"
+        ),
+    ).to_dict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stats_lock = threading.Lock()
+        self.stats: dict[str, StreamStats] = {}
+
+    # -- shared services, created on first use by a sink's setup (i.e. at SCHEMA time) -------------------------
+
+    @functools.cached_property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_tries=self.config["max_retries"] + 1, base_seconds=float(self.config["retry_backoff_seconds"])
+        )
+
+    @functools.cached_property
+    def session(self) -> requests.Session:
+        return new_session(self.config["max_concurrency"])
+
+    def _required(self, *names: str) -> list[str]:
+        missing = [name for name in names if not self.config.get(name)]
+        if missing:
+            msg = f"missing setting(s): {', '.join(missing)}"
+            raise ConfigError(msg)
+        return [self.config[name] for name in names]
+
+    @functools.cached_property
+    def tokens(self) -> TokenProvider:
+        client_id, client_secret, ims_url = self._required("client_id", "client_secret", "ims_url")
+        return TokenProvider(
+            session=self.session,
+            ims_url=checked_url(ims_url, "ims_url"),
+            client_id=client_id,
+            client_secret=client_secret,
+            scopes=self.config["scopes"],
+            retry=self.retry_policy,
+            timeout=float(self.config["request_timeout_seconds"]),
+        )
+
+    @functools.cached_property
+    def schemas(self) -> SchemaCatalog:
+        files = self.config.get("schema_files") or {}
+        fetch = None
+        if self.config.get("client_id"):
+            (org_id,) = self._required("org_id")
+            registry = SchemaRegistry(
+                session=self.session,
+                platform_url=checked_url(self.config["platform_url"], "platform_url"),
+                tokens=self.tokens,
+                api_key=self.config.get("api_key") or self.config["client_id"],
+                org_id=org_id,
+                sandbox_name=self.config["sandbox_name"],
+                retry=self.retry_policy,
+                timeout=float(self.config["request_timeout_seconds"]),
+            )
+            fetch = registry.fetch
+        return SchemaCatalog(files=files, fetch=fetch)
+
+    @functools.cached_property
+    def publisher(self) -> Publisher:
+        (inlet_url,) = self._required("inlet_url")
+        try:
+            url = batch_url(checked_url(inlet_url, "inlet_url"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return Publisher(
+            session=self.session,
+            inlet_url=url,
+            flow_id=self.config.get("flow_id"),
+            tokens=self.tokens if self.config["inlet_auth_required"] else None,
+            max_request_bytes=self.config["max_request_bytes"],
+            max_messages_per_second=float(self.config["max_messages_per_second"]),
+            max_requests_per_second=float(self.config["max_requests_per_second"]),
+            max_concurrency=self.config["max_concurrency"],
+            retry=self.retry_policy,
+            timeout=float(self.config["request_timeout_seconds"]),
+        )
+
+    @functools.cached_property
+    def dead_letter(self) -> DeadLetter:
+        return DeadLetter(self.config["dead_letter_path"], max_records=self.config["max_rejected_records"])
+
+    def mapping(self, stream: str) -> StreamMapping:
+        """The compiled mapping of ``stream``; raises ``MappingError`` when there is none or it is invalid."""
+        document, origin = load_document(stream, (self.config.get("mappings") or {}).get(stream))
+        namespaces = {**DEFAULT_IDENTITY_NAMESPACES, **(self.config.get("identity_namespaces") or {})}
+        return compile_mapping(
+            stream, document, origin, tenant_id=self.config.get("tenant_id") or "", identity_namespaces=namespaces
+        )
+
+    def destination(self, target: str) -> tuple[str, str]:
+        """``(dataset_id, schema_id)`` for a mapping target (``profile`` or ``event``)."""
+        dataset_id, schema_id = self._required(f"{target}_dataset_id", f"{target}_schema_id")
+        return dataset_id, schema_id
+
+    def record_stats(self, stream: str, **counts: int) -> None:
+        with self._stats_lock:
+            stats = self.stats.setdefault(stream, StreamStats())
+            for name, value in counts.items():
+                setattr(stats, name, getattr(stats, name) + value)
+
+    # -- run lifecycle --------------------------------------------------------------------------------------
+
+    def listen(self, file_input: IO[str] | None = None) -> None:
+        try:
+            super().listen(file_input)
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if "publisher" in self.__dict__:
+            self.publisher.close()
+        for stream, stats in sorted(self.stats.items()):
+            summary = " ".join(f"{name}={value}" for name, value in asdict(stats).items())
+            self.logger.info("Summary for stream '%s': %s", stream, summary)
+        if "dead_letter" in self.__dict__ and self.dead_letter.count:
+            self.logger.warning("%d record(s) dead-lettered to %s", self.dead_letter.count, self.dead_letter.path)
+
+
+if __name__ == "__main__":
+    TargetAdobeAEP.cli()

@@ -1,0 +1,149 @@
+"""Shared fixtures: a target configured against the in-process Adobe emulator, and Singer message helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulators.adobe import ADOBE
+from emulators.server import REQUEST_LOG, BackgroundServer
+from target_adobe_aep.target import TargetAdobeAEP
+
+DATA = Path(__file__).parent / "data"
+TAP_SCHEMAS = Path(__file__).parents[2] / "tap-capillary" / "tap_capillary" / "schemas"
+SAMPLES: dict[str, list[dict]] = json.loads((DATA / "capillary_records.json").read_text())
+KEY_PROPERTIES: dict[str, list[str]] = json.loads((DATA / "key_properties.json").read_text())
+STREAMS = tuple(KEY_PROPERTIES)
+
+
+def tap_schema(stream: str) -> dict:
+    return json.loads((TAP_SCHEMAS / f"{stream}.json").read_text())
+
+
+def schema_message(stream: str, schema: dict | None = None, key_properties: list[str] | None = None) -> dict:
+    return {
+        "type": "SCHEMA",
+        "stream": stream,
+        "schema": schema or tap_schema(stream),
+        "key_properties": KEY_PROPERTIES.get(stream, []) if key_properties is None else key_properties,
+    }
+
+
+def record_message(stream: str, record: dict) -> dict:
+    return {"type": "RECORD", "stream": stream, "record": record}
+
+
+def state_message(value: dict) -> dict:
+    return {"type": "STATE", "value": value}
+
+
+def stream_messages(stream: str, records: Iterable[dict], state: dict | None = None) -> list[dict]:
+    messages = [schema_message(stream), *(record_message(stream, r) for r in records)]
+    return [*messages, state_message(state)] if state is not None else messages
+
+
+@dataclass
+class Run:
+    target: TargetAdobeAEP
+    states: list[dict]
+    error: BaseException | None = None
+
+
+@dataclass
+class Aep:
+    """The emulator plus a target configuration pointing at it."""
+
+    server: BackgroundServer
+    tmp_path: Path
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state(self) -> Any:
+        return self.server.app[ADOBE]
+
+    @property
+    def dead_letter_path(self) -> Path:
+        return Path(self.config["dead_letter_path"])
+
+    def dead_letters(self) -> list[dict]:
+        if not self.dead_letter_path.exists():
+            return []
+        return [json.loads(line) for line in self.dead_letter_path.read_text().splitlines()]
+
+    def run(self, messages: list[dict | Callable[[], object]], *, expect_error: bool = False, **overrides: Any) -> Run:
+        """Run the target in-process over ``messages``; returns the STATE values it printed.
+
+        A callable among the messages runs when the target reads up to it (to wait, revoke tokens, ...).
+        """
+        target = TargetAdobeAEP(config={**self.config, **overrides})
+        out = io.StringIO()
+        error = None
+
+        def lines() -> Iterator[str]:
+            for item in messages:
+                if callable(item):
+                    item()
+                else:
+                    yield json.dumps(item) + "\n"
+
+        with contextlib.redirect_stdout(out):
+            try:
+                target.listen(lines())  # type: ignore[arg-type]
+            except Exception as exc:
+                if not expect_error:
+                    raise
+                error = exc
+        if expect_error and error is None:
+            pytest.fail("the target was expected to fail but succeeded")
+        states = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+        return Run(target, states, error)
+
+    def stored(self, dataset_id: str) -> list[dict]:
+        """Valid messages the emulated data lake holds for ``dataset_id`` (xdmEntity bodies)."""
+        return self._page("messages", dataset_id)
+
+    def failed(self, dataset_id: str) -> list[dict]:
+        return self._page("failed", dataset_id)
+
+    def _page(self, kind: str, dataset_id: str) -> list[dict]:
+        store = self.state.store
+        return self.server.call(getattr(store, kind), dataset_id, 100_000, 0)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return self.server.call(self.state.store.counts)
+
+    def requests(self, path_prefix: str) -> list[dict]:
+        return [e for e in self.server.app[REQUEST_LOG].entries if e["path"].startswith(path_prefix)]
+
+
+@pytest.fixture
+def aep(adobe_emulator: BackgroundServer, tmp_path: Path) -> Aep:
+    cfg = adobe_emulator.config
+    schemas = adobe_emulator.app[ADOBE].dcs.schemas
+    client_id, client_secret = next(iter(cfg.clients.items()))
+    config = {
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "org_id": cfg.org_id,
+        "ims_url": f"{adobe_emulator.base_url}/ims/token/v3",
+        "platform_url": adobe_emulator.base_url,
+        "sandbox_name": cfg.sandbox,
+        "inlet_url": f"{adobe_emulator.base_url}/collection/{cfg.auth_inlet_id}",
+        "flow_id": "11111111-2222-3333-4444-555555555555",
+        "tenant_id": cfg.tenant_id,
+        "profile_dataset_id": cfg.profile_dataset_id,
+        "profile_schema_id": schemas[cfg.profile_dataset_id].id,
+        "event_dataset_id": cfg.event_dataset_id,
+        "event_schema_id": schemas[cfg.event_dataset_id].id,
+        "dead_letter_path": str(tmp_path / "dead-letter.jsonl"),
+        "dry_run_path": str(tmp_path / "dry-run"),
+        "retry_backoff_seconds": 0.01,
+    }
+    return Aep(adobe_emulator, tmp_path, config)

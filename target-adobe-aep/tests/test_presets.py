@@ -1,0 +1,186 @@
+"""Every built-in preset against the tap's stream schemas and the emulator's XDM schemas, values checked."""
+
+from __future__ import annotations
+
+import fastjsonschema
+import pytest
+from conftest import SAMPLES, STREAMS, Aep, stream_messages, tap_schema
+
+from target_adobe_aep.mapping import compile_mapping, load_document, missing_source_paths
+
+NAMESPACES = {"email": "Email", "phone": "Phone", "customer_id": "CapillaryCustomerId"}
+EVENT_STREAMS = ("transactions", "points_ledger", "tier_history", "redemptions", "coupons", "reward_issuals")
+
+
+def _mapping(stream: str, tenant: str = "capillarydemo"):
+    document, origin = load_document(stream, None)
+    return compile_mapping(stream, document, origin, tenant_id=tenant, identity_namespaces=NAMESPACES)
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_samples_follow_the_tap_schema_and_presets_read_only_declared_fields(stream: str) -> None:
+    validate = fastjsonschema.compile(tap_schema(stream))
+    for record in SAMPLES[stream]:
+        validate(record)
+    assert missing_source_paths(_mapping(stream), tap_schema(stream)) == []
+
+
+def test_all_presets_are_accepted_by_aep(aep: Aep) -> None:
+    messages = [m for stream in STREAMS for m in stream_messages(stream, SAMPLES[stream])]
+    run = aep.run([*messages, {"type": "STATE", "value": {"done": 1}}])
+
+    assert run.states == [{"done": 1}]
+    assert aep.dead_letters() == []
+    cfg = aep.server.config
+    profiles = aep.stored(cfg.profile_dataset_id)
+    events = aep.stored(cfg.event_dataset_id)
+    assert len(profiles) == len(SAMPLES["customers"])
+    assert len(events) == sum(len(SAMPLES[s]) for s in EVENT_STREAMS)
+    assert aep.failed(cfg.profile_dataset_id) == []
+    assert aep.failed(cfg.event_dataset_id) == []
+    stats = run.target.stats
+    assert stats["stores"].skipped == len(SAMPLES["stores"])
+    assert stats["stores"].sent == 0
+    assert all(stats[s].accepted == len(SAMPLES[s]) for s in ("customers", *EVENT_STREAMS))
+
+
+def test_customers_preset_values() -> None:
+    full, sparse = (_mapping("customers").convert(r) for r in SAMPLES["customers"])
+    assert full["identityMap"] == {
+        "CapillaryCustomerId": [{"id": "4211", "primary": True, "authenticatedState": "ambiguous"}],
+        "Email": [{"id": "zoe.muller@example.com", "primary": False, "authenticatedState": "ambiguous"}],
+        "Phone": [{"id": "919876543210", "primary": False, "authenticatedState": "ambiguous"}],
+    }
+    assert full["person"] == {
+        "name": {"firstName": "Zoë", "lastName": "Müller", "fullName": "Zoë Müller"},
+        "gender": "female",
+    }
+    assert full["personalEmail"] == {"address": "Zoe.Muller@Example.com"}
+    assert full["mobilePhone"] == {"number": "919876543210"}
+    assert full["loyalty"] == {
+        "loyaltyID": ["4211"],
+        "program": "Default Program",
+        "tier": "Gold",
+        "points": 1250.5,
+        "pointsRedeemed": 2000,
+        "expiredPoints": 149.5,
+        "lifetimePoints": 3400,
+        "lifetimePurchases": 18250.75,
+        "joinDate": "2023-02-11T03:45:00Z",
+        "cardsDetails": [{"number": "CARD-0001"}],
+    }
+    assert full["_capillarydemo"]["capillary"] == {
+        "customerId": "4211",
+        "externalId": "EXT-4211",
+        "loyaltyType": "loyalty",
+        "registeredOn": "2023-02-11T03:45:00Z",
+        "registeredStore": "blr-01",
+        "registeredTill": "blr-01-t1",
+        "updatedOn": "2024-06-01T12:00:00Z",
+        "cardNumbers": ["CARD-0001"],
+        "customFields": {"preferred_language": "en", "kids": "2"},
+        "extendedFields": {"city": "Bengaluru", "dob_verified": "true"},
+    }
+    # Nulls, empty strings, empty lists and empty objects are left out at every depth.
+    assert "Email" not in sparse["identityMap"]
+    assert "personalEmail" not in sparse
+    assert sparse["person"] == {"name": {"firstName": "李雷", "fullName": "李雷"}, "gender": "non_specific"}
+    assert sparse["loyalty"] == {"loyaltyID": ["4212"], "points": 0, "lifetimePoints": 0}
+    assert sparse["_capillarydemo"]["capillary"] == {
+        "customerId": "4212",
+        "loyaltyType": "non_loyalty",
+        "updatedOn": "2024-06-02T00:30:00Z",
+    }
+
+
+def test_transactions_preset_values_and_returns() -> None:
+    purchase, refund = (_mapping("transactions").convert(r) for r in SAMPLES["transactions"])
+    assert purchase["eventType"] == "commerce.purchases"
+    assert purchase["timestamp"] == "2024-05-30T13:15:10Z"
+    assert purchase["commerce"] == {
+        "purchases": {"value": 1},
+        "order": {
+            "purchaseID": "BLR-90001",
+            "priceTotal": 128.0,
+            "discountAmount": 10.0,
+            "currencyCode": "INR",
+            "lastUpdatedDate": "2024-05-30T13:15:10Z",
+            "payments": [
+                {"paymentType": "CARD", "paymentAmount": 100.0, "currencyCode": "INR"},
+                {"paymentType": "CASH", "paymentAmount": 28.0, "currencyCode": "INR"},
+            ],
+        },
+    }
+    assert purchase["productListItems"] == [
+        {"SKU": "SKU-TEE-001", "_id": "1", "name": "Organic cotton T-shirt", "quantity": 2, "priceTotal": 38.0,
+         "discountAmount": 0, "currencyCode": "INR"},
+        {"SKU": "SKU-SHOE-203", "_id": "2", "name": "Running shoes", "quantity": 1, "priceTotal": 90.0,
+         "discountAmount": 10.0, "currencyCode": "INR"},
+    ]  # fmt: skip
+    tenant = purchase["_capillarydemo"]["capillary"]
+    assert tenant["customerId"] == "4211"
+    assert tenant["transaction"] == {
+        "transactionId": "90001",
+        "billType": "REGULAR",
+        "billNumber": "BLR-90001",
+        "storeCode": "blr-01",
+        "storeName": "Bengaluru MG Road",
+        "tillCode": "blr-01-t1",
+        "grossAmount": 138.0,
+        "discountAmount": 10.0,
+        "netAmount": 128.0,
+        "pointsIssued": 6.4,
+        "pointsRedeemed": 0,
+        "customFields": {"channel": "pos"},
+    }
+    # A return is a credit memo: no purchase measure, refund totals instead.
+    assert refund["eventType"] == "commerce.backofficeCreditMemoIssued"
+    assert "purchases" not in refund["commerce"]
+    assert refund["commerce"]["order"]["refundTotal"] == 38.0
+    assert refund["productListItems"][0]["refundAmount"] == 38.0
+    assert refund["_capillarydemo"]["capillary"]["transaction"]["billType"] == "RETURN"
+    assert refund["_capillarydemo"]["capillary"]["transaction"]["notes"] == "size too small"
+
+
+@pytest.mark.parametrize(
+    ("stream", "event_types", "tenant_key", "expected_first"),
+    [
+        ("points_ledger", ["loyalty.pointsCredited", "loyalty.pointsDebited"], "pointsLedger",
+         {"entryId": "7001-0", "eventName": "TransactionAdd", "entryType": "CREDIT", "points": 6.4,
+          "pointsCategory": "REGULAR", "programId": "469", "programName": "Default Program", "transactionId": "90001"}),
+        ("tier_history", ["loyalty.tierUpgraded", "loyalty.tierChanged"], "tierChange",
+         {"fromTier": "Silver", "toTier": "Gold", "changeType": "UPGRADE", "reason": "Crossed 3000 lifetime points",
+          "programId": "469"}),
+        ("redemptions", ["loyalty.pointsRedeemed", "loyalty.couponRedeemed"], "redemption",
+         {"redemptionId": "RDM-501", "redemptionType": "POINTS", "points": 200, "billNumber": "BLR-90001",
+          "transactionId": "90001", "storeCode": "blr-01", "tillCode": "blr-01-t1", "programId": "469"}),
+        ("coupons", ["loyalty.couponIssued", "loyalty.couponIssued"], "coupon",
+         {"couponId": "3301", "couponCode": "SPIN-7KQ2", "seriesId": "12360", "seriesName": "Spin_The_Wheel",
+          "status": "REDEEMED", "issuedOn": "2024-05-02T10:00:00Z", "validTill": "2024-09-29T23:59:59Z",
+          "redeemedOn": "2024-06-01T04:31:00Z", "issuedStore": "blr-01"}),
+        ("reward_issuals", ["loyalty.rewardIssued", "loyalty.rewardIssueFailed"], "reward",
+         {"rewardId": "38774", "rewardName": "Lounge access", "rewardType": "POINTS", "status": "FULFILLED",
+          "issuedOn": "2024-05-31T09:00:01Z"}),
+    ],
+)  # fmt: skip
+def test_loyalty_event_presets(stream: str, event_types: list[str], tenant_key: str, expected_first: dict) -> None:
+    mapping = _mapping(stream)
+    events = [mapping.convert(r) for r in SAMPLES[stream]]
+    assert [e["eventType"] for e in events] == event_types
+    first = events[0]
+    assert first["identityMap"] == {
+        "CapillaryCustomerId": [
+            {"id": str(SAMPLES[stream][0]["customer_id"]), "primary": True, "authenticatedState": "ambiguous"}
+        ]
+    }
+    assert first["_capillarydemo"]["capillary"][tenant_key] == expected_first
+    assert all(len(e["_id"]) == 64 and e["timestamp"].endswith("Z") for e in events)
+
+
+def test_points_ledger_timestamp_falls_back_to_created_at() -> None:
+    debit = _mapping("points_ledger").convert(SAMPLES["points_ledger"][1])
+    assert debit["timestamp"] == "2024-06-01T04:30:02Z"
+
+
+def test_stores_are_counted_not_sent() -> None:
+    assert _mapping("stores").target == "none"

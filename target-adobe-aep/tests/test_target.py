@@ -1,0 +1,253 @@
+"""The target end to end against the emulator: state safety, dead letter, abort threshold, dry run, summary."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLES, Aep, record_message, schema_message, state_message, stream_messages
+
+from target_adobe_aep.connection import ConfigError
+from target_adobe_aep.dcs import PublishError
+from target_adobe_aep.dead_letter import TooManyRejectedRecords
+from target_adobe_aep.mapping import MappingError
+
+
+def transactions(count: int, *, bad_currency: set[int] = frozenset()) -> list[dict]:
+    """``count`` distinct bills; those in ``bad_currency`` fail XDM validation (currencyCode ^[A-Z]{3}$)."""
+    template = SAMPLES["transactions"][0]
+    records = []
+    for i in range(count):
+        record = copy.deepcopy(template)
+        record["transaction_id"] = 100_000 + i
+        record["bill_number"] = f"B-{i}"
+        if i in bad_currency:
+            record["currency_code"] = "RUPEES"
+        records.append(record)
+    return records
+
+
+def test_state_is_emitted_after_everything_is_acknowledged(aep: Aep) -> None:
+    records = transactions(25)
+    first, rest = (
+        (record_message("transactions", r) for r in records[:10]),
+        (record_message("transactions", r) for r in records[10:]),
+    )
+    run = aep.run(
+        [schema_message("transactions"), *first, state_message({"t": 10}), *rest, state_message({"t": 25})],
+        batch_size_rows=10,
+    )
+    assert run.states == [{"t": 25}]
+    assert len(aep.stored(aep.server.config.event_dataset_id)) == 25
+    stats = run.target.stats["transactions"]
+    assert (stats.received, stats.sent, stats.accepted, stats.dead_lettered, stats.requests) == (25, 25, 25, 0, 3)
+
+
+def test_fatal_publish_error_emits_no_state(aep: Aep) -> None:
+    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"503": 1.0}, "retry_after": 0}]})
+    run = aep.run([*stream_messages("transactions", transactions(3), {"t": 3})], expect_error=True, max_retries=2)
+    assert isinstance(run.error, PublishError)
+    assert run.states == []
+    assert len(aep.requests("/collection/batch/")) == 3
+
+
+def test_invalid_xdm_is_dead_lettered_and_the_rest_accepted(aep: Aep) -> None:
+    run = aep.run(stream_messages("transactions", transactions(5, bad_currency={1, 3}), {"t": 5}))
+    assert run.states == [{"t": 5}]
+    stored = aep.stored(aep.server.config.event_dataset_id)
+    assert sorted(e["commerce"]["order"]["purchaseID"] for e in stored) == ["B-0", "B-2", "B-4"]
+    dead = aep.dead_letters()
+    assert [d["key"] for d in dead] == [{"transaction_id": 100_001}, {"transaction_id": 100_003}]
+    assert all(d["stream"] == "transactions" and d["reason"].startswith("XDM validation:") for d in dead)
+    assert all(
+        "currencyCode" in d["reason"] and d["xdm"]["commerce"]["order"]["currencyCode"] == "RUPEES" for d in dead
+    )
+    assert all(d["record"]["currency_code"] == "RUPEES" and d["time"] for d in dead)
+    assert run.target.stats["transactions"].dead_lettered == 2
+
+
+def test_records_rejected_by_dcs_are_dead_lettered_with_status_and_state_advances(aep: Aep) -> None:
+    # validate_xdm off: the Schema Registry would refuse the wrong org too.
+    run = aep.run(
+        stream_messages("transactions", transactions(3), {"t": 3}), org_id="OTHER@AdobeOrg", validate_xdm=False
+    )
+    assert run.states == [{"t": 3}]  # every record is accounted for: in the dead letter
+    dead = aep.dead_letters()
+    assert len(dead) == 3
+    assert {d["http_status"] for d in dead} == {400}
+    assert all("absent or wrong ims org" in d["reason"] for d in dead)
+    assert run.target.stats["transactions"].accepted == 0
+
+
+def test_max_rejected_records_aborts_without_advancing_state(aep: Aep) -> None:
+    records = transactions(6, bad_currency={0, 2, 4})
+    run = aep.run(stream_messages("transactions", records, {"t": 6}), expect_error=True, max_rejected_records=2)
+    assert isinstance(run.error, TooManyRejectedRecords)
+    assert run.states == []
+    assert len(aep.dead_letters()) == 3  # written before aborting: nothing is lost
+
+
+def test_zero_max_rejected_records_never_aborts(aep: Aep) -> None:
+    records = transactions(4, bad_currency={0, 1, 2, 3})
+    run = aep.run(stream_messages("transactions", records, {"t": 4}), max_rejected_records=0)
+    assert run.states == [{"t": 4}]
+    assert len(aep.dead_letters()) == 4
+
+
+def test_oversized_event_hits_the_guardrail(aep: Aep) -> None:
+    record = transactions(1)[0]
+    record["line_items"] = [{**record["line_items"][0], "line_item_id": i} for i in range(200)]
+    aep.run(stream_messages("transactions", [record], {"t": 1}))
+    (dead,) = aep.dead_letters()
+    assert dead["reason"].startswith("guardrail: XDM event of")
+    assert "10 KB" in dead["reason"]
+
+
+def test_same_record_gets_the_same_id_on_every_run_and_duplicates_in_a_batch_collapse(aep: Aep) -> None:
+    records = transactions(4)
+    newer = {**records[1], "amount": 200.0}
+    for _ in range(2):
+        run = aep.run(stream_messages("transactions", [*records, newer], {"t": 1}))
+    assert run.target.stats["transactions"].duplicates_merged == 1
+    counts = aep.counts()[aep.server.config.event_dataset_id]
+    assert counts == {"accepted": 8, "failed": 0, "distinct_ids": 4}
+    amounts = [e["commerce"]["order"]["priceTotal"] for e in aep.stored(aep.server.config.event_dataset_id)]
+    assert amounts.count(200.0) == 2
+    assert amounts.count(128.0) == 6
+
+
+def test_dry_run_converts_and_validates_but_sends_nothing(aep: Aep) -> None:
+    records = transactions(3, bad_currency={2})
+    run = aep.run([*stream_messages("transactions", records, {"t": 3}), *stream_messages("stores", SAMPLES["stores"])],
+                  dry_run=True, client_id=None, client_secret=None,
+                  schema_files={aep.config["event_schema_id"]: str(write_event_schema(aep))})  # fmt: skip
+    assert run.states == [{"t": 3}]
+    assert aep.requests("/") == []  # not even IMS or the Schema Registry
+    lines = (aep.tmp_path / "dry-run" / "transactions.jsonl").read_text().splitlines()
+    messages = [json.loads(line) for line in lines]
+    assert [m["body"]["xdmEntity"]["commerce"]["order"]["purchaseID"] for m in messages] == ["B-0", "B-1"]
+    header = messages[0]["header"]
+    assert header["datasetId"] == aep.config["event_dataset_id"]
+    assert (
+        header["schemaRef"]["id"] == aep.config["event_schema_id"] == messages[0]["body"]["xdmMeta"]["schemaRef"]["id"]
+    )
+    assert header["imsOrgId"] == aep.config["org_id"]
+    assert header["flowId"] == aep.config["flow_id"]
+    assert len(aep.dead_letters()) == 1
+    assert run.target.stats["transactions"].written == 2
+    assert run.target.stats["stores"].skipped == 1
+
+
+def write_event_schema(aep: Aep):
+    path = aep.tmp_path / "events.schema.json"
+    path.write_text(json.dumps(aep.state.dcs.schemas[aep.config["event_dataset_id"]].body))
+    return path
+
+
+def test_schema_is_fetched_once_from_the_registry(aep: Aep) -> None:
+    messages = [
+        *stream_messages("transactions", transactions(2)),
+        *stream_messages("points_ledger", SAMPLES["points_ledger"]),
+    ]
+    aep.run([*messages, state_message({"x": 1})])
+    assert len(aep.requests("/data/foundation/schemaregistry/")) == 1
+
+
+def test_stream_without_mapping_fails_at_schema_time(aep: Aep) -> None:
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    run = aep.run([schema_message("orders", schema, ["id"]), lambda: pytest.fail("read past the SCHEMA")],
+                  expect_error=True)  # fmt: skip
+    assert isinstance(run.error, MappingError)
+    assert "stream 'orders' has no mapping" in str(run.error)
+    assert "'mappings' setting" in str(run.error)
+    assert aep.requests("/collection/") == []
+
+
+def test_inline_and_file_mappings_override_presets(aep: Aep, tmp_path) -> None:
+    mapping = {"target": "event", "fields": [
+        {"to": "_id", "hash": ["$stream", "id"]},
+        {"to": "timestamp", "from": "at", "transform": "timestamp"},
+        {"to": "eventType", "value": "order.placed"},
+        {"identity": "customer_id", "from": "customer"},
+    ]}  # fmt: skip
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps(mapping))
+    properties = {
+        "id": {"type": "integer"},
+        "at": {"type": "string", "format": "date-time"},
+        "customer": {"type": "integer"},
+    }
+    schema = {"type": "object", "properties": properties}
+    records = [{"id": i, "at": "2024-01-01T00:00:00+00:00", "customer": 7} for i in range(3)]
+    for stream, setting in (("orders", mapping), ("returns", str(path))):
+        aep.run([schema_message(stream, schema, ["id"]), *(record_message(stream, r) for r in records)],
+                mappings={stream: setting})  # fmt: skip
+    events = aep.stored(aep.config["event_dataset_id"])
+    assert len(events) == 6
+    assert {e["eventType"] for e in events} == {"order.placed"}
+    assert events[0]["identityMap"] == {"CapillaryCustomerId": [{"id": "7", "primary": False,
+                                                                 "authenticatedState": "ambiguous"}]}  # fmt: skip
+
+
+def test_missing_dataset_setting_fails_at_schema_time(aep: Aep) -> None:
+    run = aep.run([schema_message("customers")], expect_error=True, profile_dataset_id=None)
+    assert isinstance(run.error, ConfigError)
+    assert "profile_dataset_id" in str(run.error)
+
+
+@pytest.mark.parametrize("url", ["http://dcs.adobedc.net/collection/abc", "ftp://127.0.0.1/collection/abc"])
+def test_plain_http_is_refused_outside_loopback(aep: Aep, url: str) -> None:
+    run = aep.run([schema_message("transactions")], expect_error=True, inlet_url=url)
+    assert isinstance(run.error, ConfigError)
+    assert "https://" in str(run.error)
+
+
+def test_secrets_never_reach_logs_or_the_dead_letter(aep: Aep, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    revoke = lambda: aep.server.call(aep.state.issuer.revoke_all)  # noqa: E731
+    tokens_seen: list[str] = []
+    grab = lambda: tokens_seen.extend(aep.server.call(lambda: list(aep.state.issuer._grants)))  # noqa: E731
+    records = transactions(4, bad_currency={1})
+    run = aep.run(
+        [schema_message("transactions"), *(record_message("transactions", r) for r in records[:2]), grab, revoke,
+         *(record_message("transactions", r) for r in records[2:]), state_message({"t": 4})],
+        batch_size_rows=2,
+    )  # fmt: skip
+    grab()
+    assert run.states == [{"t": 4}]
+    assert len(set(tokens_seen)) == 2
+    secrets = [aep.config["client_secret"], *tokens_seen]
+    dead_letter = aep.dead_letter_path.read_text()
+    assert "Summary for stream 'transactions'" in caplog.text
+    for secret in secrets:
+        assert secret not in caplog.text
+        assert secret not in dead_letter
+    # A failing IMS call does not leak the secret either.
+    failed = aep.run(stream_messages("transactions", records), expect_error=True, client_secret="s3cr3t-wrong")
+    assert "s3cr3t-wrong" not in str(failed.error)
+    assert "s3cr3t-wrong" not in caplog.text
+
+
+def test_console_script_end_to_end(aep: Aep, tmp_path) -> None:
+    """The installed ``target-adobe-aep`` command: state on stdout, summary on stderr, exit status on failure."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(aep.config))
+    singer = "".join(json.dumps(m) + "\n" for m in stream_messages("transactions", transactions(3), {"t": 3}))
+    command = [str(Path(sys.executable).parent / "target-adobe-aep"), "--config", str(config)]
+    done = subprocess.run(command, input=singer, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [{"t": 3}]
+    assert "Summary for stream 'transactions': received=3" in done.stderr
+    assert aep.config["client_secret"] not in done.stderr
+
+    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"500": 1.0}, "retry_after": 0}]})
+    config.write_text(json.dumps({**aep.config, "max_retries": 1}))
+    failed = subprocess.run(command, input=singer, capture_output=True, text=True, timeout=60, check=False)
+    assert failed.returncode != 0
+    assert failed.stdout == ""
+    assert "DCS still failing after 2 tries" in failed.stderr
