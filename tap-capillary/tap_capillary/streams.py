@@ -575,15 +575,14 @@ class RedemptionsStream(CustomerDataStream):
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         customer = (parse_json(response).get("response") or {}).get("customer") or {}
         redemptions = customer.get("redemptions") or {}
-        for part, key in (("points", "point"), ("coupons", "coupon")):
-            for item in listed(redemptions.get(part), key):
-                yield {**item, "_part": part}
+        yield from listed(redemptions.get("points"), "point")
+        yield from listed(redemptions.get("coupons"), "coupon")
 
     def map(self, r: dict, context: dict) -> Iterable[dict]:
-        is_points = r["_part"] == "points"
+        is_points = context["part"] == "points"  # one part is requested at a time
         store, till = r.get("redeemed_store") or {}, r.get("redeemed_till") or {}
         yield {
-            "redemption_type": self.parts[r["_part"]],
+            "redemption_type": self.parts[context["part"]],
             "redemption_ref": text(r.get("redemption_id") if is_points else r.get("code")),
             "redeemed_at": self.utc(r.get("redeemed_time")),
             "customer_id": context["customer_id"],  # the response names the customer by mobile/email only

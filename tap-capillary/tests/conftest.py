@@ -1,81 +1,11 @@
-"""Helpers: tap configs for an emulator, in-process runs with captured Singer messages, fast retries."""
+"""Fixtures shared by the tap's tests (the emulator fixtures come from the emulators' pytest plugin)."""
 
 from __future__ import annotations
 
-import io
-import json
-from collections import defaultdict
-from contextlib import redirect_stdout
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any
-
 import pytest
 
-from emulators.server import BackgroundServer
 from tap_capillary.auth import OAuthTokenAuthenticator
 from tap_capillary.client import CapillaryStream
-from tap_capillary.tap import TapCapillary
-
-OAUTH = {"client_key": "emulator-key", "client_secret": "emulator-secret"}
-TILL = {"username": "store123", "password": "Pass123"}
-
-
-def tap_config(server: BackgroundServer, **overrides: Any) -> dict[str, Any]:
-    """A config reading everything the emulator holds: from before its history starts up to the run's
-    start (``lookback_minutes`` 0: the emulator's search has no indexing lag to wait for)."""
-    start = datetime.fromtimestamp(server.config.anchor_epoch, timezone.utc) - timedelta(
-        days=server.config.history_days + 30
-    )
-    return {
-        "base_url": server.base_url,
-        **OAUTH,
-        "start_date": start.isoformat(),
-        "cluster_timezone": server.config.cluster_timezone,
-        "backfill_window_days": 90,
-        "requests_per_minute": 100_000,
-        "max_workers": 4,
-        "lookback_minutes": 0,
-        **overrides,
-    }
-
-
-@dataclass
-class Run:
-    """The Singer messages of one tap run."""
-
-    messages: list[dict[str, Any]]
-    tap: TapCapillary
-    records: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-
-    def __post_init__(self) -> None:
-        for message in self.messages:
-            if message["type"] == "RECORD":
-                self.records[message["stream"]].append(message["record"])
-
-    @property
-    def states(self) -> list[dict[str, Any]]:
-        return [m["value"] for m in self.messages if m["type"] == "STATE"]
-
-    @property
-    def state(self) -> dict[str, Any]:
-        return self.states[-1]
-
-    def count(self, stream: str) -> int:
-        return len(self.records.get(stream, []))
-
-
-def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None) -> Run:
-    tap = TapCapillary(config=config, state=state or {})
-    out = io.StringIO()
-    with redirect_stdout(out):
-        tap.sync_all()
-    return Run([json.loads(line) for line in out.getvalue().splitlines() if line.strip()], tap)
-
-
-def instant(value: str) -> datetime:
-    """An RFC 3339 time as an aware datetime (the emulator writes ``Z``, the tap ``+00:00``)."""
-    return datetime.fromisoformat(value)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from emulators.server import BackgroundServer
 from tap_capillary.tap import TapCapillary
-from tests.conftest import OAUTH, TILL, tap_config
+from tests.support import OAUTH, TILL, tap_config
 
 # Loopback only: a config that passed validation must not reach out of this machine.
 BASE = {"base_url": "http://127.0.0.1:9", "start_date": "2025-01-01T00:00:00Z"}

@@ -8,7 +8,7 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from emulators.launch import start_capillary
 from tap_capillary.tap import TapCapillary
-from tests.conftest import tap_config
+from tests.support import tap_config
 
 SERVER = start_capillary(customers=12, seed=3)
 atexit.register(SERVER.stop)

@@ -10,7 +10,7 @@ from singer_sdk.exceptions import FatalAPIError
 
 from emulators.capillary import ADMIN
 from emulators.server import BackgroundServer
-from tests.conftest import run_tap, tap_config
+from tests.support import run_tap, tap_config
 
 NO_SEARCH = {"customers": 12, "seed": 21, "entity_search_enabled": False, "merged_customer_rate": 0.0,
              "deleted_customer_rate": 0.0}  # fmt: skip

@@ -13,7 +13,7 @@ from singer_sdk.exceptions import FatalAPIError
 from emulators.server import REQUEST_LOG, BackgroundServer
 from tap_capillary.streams import CustomerDataStream
 from tap_capillary.tap import TapCapillary
-from tests.conftest import OAUTH, TILL, Run, run_tap, tap_config
+from tests.support import OAUTH, TILL, Run, run_tap, tap_config
 
 SMALL = {"customers": 6, "seed": 5, "merged_customer_rate": 0.0, "deleted_customer_rate": 0.0}
 
@@ -41,8 +41,8 @@ def test_oauth_and_till_auth_read_the_same_data(capillary_emulator: BackgroundSe
 
 @pytest.mark.capillary(**SMALL, token_ttl_seconds=1)
 def test_token_is_renewed_before_it_expires(capillary_emulator: BackgroundServer) -> None:
-    capillary_emulator.set_faults({"rules": [{"path": "/v*", "latency_ms": 15}]})
-    run = run_tap(tap_config(capillary_emulator, max_workers=2))
+    capillary_emulator.set_faults({"rules": [{"path": "/v*", "latency_ms": 30}]})
+    run = run_tap(tap_config(capillary_emulator, max_workers=1))
     tokens = [e for e in requests_log(capillary_emulator, "/v3/oauth/token/generate") if e["status"] == 200]
     assert len(tokens) >= 2, "the 1 s token was renewed during the run"
     assert all(e["status"] != 401 for e in requests_log(capillary_emulator)), "never used an expired token"
@@ -195,3 +195,14 @@ def test_customers_are_read_concurrently_up_to_max_workers(
     monkeypatch.setattr(CustomerDataStream, "_read_customers", tracking)
     run_tap(tap_config(capillary_emulator, max_workers=3, backfill_window_days=1000))
     assert peak[0] == 3
+
+
+@pytest.mark.capillary(**SMALL)
+def test_token_generation_is_retried_then_fatal(capillary_emulator: BackgroundServer) -> None:
+    token_path = "/v3/oauth/token/generate"
+    rule = {"path": token_path, "status_rates": {503: 1.0}, "retry_after": 0, "max_faults": 2}
+    capillary_emulator.set_faults({"rules": [rule]})
+    assert run_tap(tap_config(capillary_emulator)).count("customers") > 0
+    capillary_emulator.set_faults({"rules": [{**rule, "status_rates": {500: 1.0}, "max_faults": None}]})
+    with pytest.raises(FatalAPIError, match=r"refused to generate an OAuth token \(HTTP 500 from /v3/oauth"):
+        run_tap(tap_config(capillary_emulator))

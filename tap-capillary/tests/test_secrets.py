@@ -16,7 +16,7 @@ from singer_sdk.exceptions import FatalAPIError
 
 from emulators.capillary.api import AUTH
 from emulators.server import BackgroundServer
-from tests.conftest import Run, run_tap, tap_config
+from tests.support import Run, run_tap, tap_config
 
 SECRET = "s3cr3t-client-value-9431"
 PASSWORD = "p4ssw0rd-till-value-2718"

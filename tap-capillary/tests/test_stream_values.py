@@ -12,7 +12,7 @@ import pytest
 from emulators.capillary import ADMIN
 from emulators.launch import start_capillary
 from emulators.server import REQUEST_LOG, BackgroundServer
-from tests.conftest import Run, instant, run_tap, tap_config
+from tests.support import Run, instant, run_tap, tap_config
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import datetime
+import decimal
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+
+def _json_default(value: Any) -> Any:
+    """Source records hold the SDK's Decimals: keep them numbers, so a replay reads what the tap wrote."""
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
 
 
 class TooManyRejectedRecords(RuntimeError):
@@ -34,7 +42,8 @@ class DeadLetter:
             return
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
         lines = b"".join(
-            orjson.dumps({"time": now, **entry}, default=str, option=orjson.OPT_APPEND_NEWLINE) for entry in entries
+            orjson.dumps({"time": now, **entry}, default=_json_default, option=orjson.OPT_APPEND_NEWLINE)
+            for entry in entries
         )
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,9 @@
 A mapping is a list of rules, each writing one XDM path (``to``) from one value source (``from``, ``value``,
 ``hash``, ``concat``, ``coalesce``, ``when``, ``each``) through optional named transforms and an optional value
 ``map``; ``identity`` rules fill ``identityMap``. Every value is normalised to plain JSON (datetimes → RFC 3339
-UTC, decimals → numbers) and null/empty values are never written, because AEP rejects them. The full language
-is in README.md and ``mapping.schema.json``.
+UTC, decimals → numbers) and null/empty values are never written, because AEP rejects them. Each mapping is
+compiled once into the source of one Python function (``_Codegen``), so converting a record costs no
+interpretation. The full language is in README.md and ``mapping.schema.json``.
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
 
 _PLAIN_AS_IS = frozenset({str, int, bool, type(None)})  # plain() would return these unchanged (or "" → empty)
 _SIZED = frozenset({str, list, dict})
+_PARSE_ANY = frozenset({"timestamp", "date"})  # take datetimes, text and numbers as they come: no plain() first
 
 
 def _segments(path: str) -> tuple[str | int, ...]:
@@ -225,6 +227,7 @@ def _compare(value: Any, op: str, bound: float, path: str) -> bool:
 
 
 def _transformed(value: Any, chain: tuple, where: str) -> Any:
+    """The transform chain step by step: the slow path, taken only after the inlined chain failed."""
     value = plain(value)
     for name, transform in chain:
         if _is_empty(value):
@@ -371,8 +374,22 @@ class _Codegen:
         return value
 
     def _transform(self, depth: int, value: str, names: str | list[str], where: str) -> None:
+        """Inline calls of the chain; on failure ``_transformed`` runs it again, step by step, which either names
+        the step that failed or (for inputs that only fail unnormalised) gives the value."""
         chain = tuple((name, TRANSFORMS[name]) for name in ([names] if isinstance(names, str) else names))
-        self.emit(depth, f"{value} = _transformed({value}, {self.const(chain)}, {self.const(where)})")
+        original = self.var("t")
+        self.emit(depth, f"{original} = {value}")
+        self.emit(depth, "try:")
+        if chain[0][0] not in _PARSE_ANY:
+            self.emit(depth + 1, f"if {value}.__class__ not in _PLAIN_AS_IS:")
+            self.emit(depth + 2, f"{value} = plain({value})")
+        for _, transform in chain:
+            self.emit(depth + 1, f"if {value} is not None and ({value}.__class__ not in _SIZED or {value}):")
+            self.emit(depth + 2, f"{value} = {self.const(transform)}({value})")
+            self.emit(depth + 1, "else:")
+            self.emit(depth + 2, f"{value} = None")
+        self.emit(depth, "except (ValueError, TypeError, ArithmeticError):")
+        self.emit(depth + 1, f"{value} = _transformed({original}, {self.const(chain)}, {self.const(where)})")
 
     def _each(self, depth: int, rule: dict, item: str) -> str:
         items, results, element = self._source(depth, rule["each"], item), self.var("a"), self.var("e")

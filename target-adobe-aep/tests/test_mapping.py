@@ -188,3 +188,24 @@ def test_missing_source_paths_reports_drift() -> None:
     ]  # fmt: skip
     mapping = compile_mapping("s", {"target": "profile", "fields": fields}, "t", tenant_id="", identity_namespaces={})
     assert missing_source_paths(mapping, schema) == ["o.c", "gone", "lines[].qty"]
+
+
+def test_mapping_text_never_becomes_code() -> None:
+    hostile = "x'); import os; os.system('false') #\n\"\\".replace(".", "_")  # no dot: that is a path separator
+    fields = [
+        {"to": f"a.{hostile}", "from": hostile},
+        {"to": "b", "value": hostile},
+        {"to": "c", "from": "k", "map": {hostile: hostile}, "default": hostile},
+        {"to": "d", "when": [{"if": {"path": hostile, "equals": hostile}, "value": 1}], "else": 2},
+    ]
+    assert convert(fields, {hostile: hostile, "k": "?"}) == {
+        "a": {hostile: hostile},
+        "b": hostile,
+        "c": hostile,
+        "d": 1,
+    }
+
+
+def test_a_path_written_whole_and_inside_is_rejected() -> None:
+    with pytest.raises(MappingError, match=r"'a\.b' is written whole and also inside \('a\.b\.c'\)"):
+        convert([{"to": "a.b", "from": "x"}, {"to": "a.b.c", "from": "y"}], {})

@@ -44,11 +44,12 @@ def test_worked_example_is_what_the_target_sends(aep: Aep, stream: str) -> None:
         assert json.loads(written.read_text())["body"]["xdmEntity"] == expected
 
 
-def test_custom_stores_mapping_example_is_accepted(aep: Aep) -> None:
+def test_stores_as_events_example_is_in_the_readme_and_accepted(aep: Aep) -> None:
+    example = Path(__file__).parent.parent / "examples" / "stores-as-events.json"
     section = README[README.index("To load stores anyway") :]
-    block = re.search(r"```json\n(.*?)```", section, re.S)[1]
+    assert json.loads(re.search(r"```json\n(.*?)```", section, re.S)[1]) == json.loads(example.read_text())
     stores = json.loads((Path(__file__).parent / "data" / "capillary_records.json").read_text())["stores"]
-    run = aep.run(stream_messages("stores", stores, {"s": 1}), **json.loads(block))
+    run = aep.run(stream_messages("stores", stores, {"s": 1}), mappings={"stores": str(example)})
     assert run.states == [{"s": 1}]
     assert aep.dead_letters() == []
     (event,) = aep.stored(aep.config["event_dataset_id"])

@@ -48,6 +48,20 @@ def test_state_is_emitted_after_everything_is_acknowledged(aep: Aep) -> None:
     assert (stats.received, stats.sent, stats.accepted, stats.dead_lettered, stats.requests) == (25, 25, 25, 0, 3)
 
 
+def test_429_storm_with_concurrent_requests_loses_nothing(aep: Aep) -> None:
+    storm = {"path": "/collection/batch/*", "status_rates": {"429": 0.5}, "retry_after": 0}
+    aep.server.set_faults({"seed": 5, "rules": [storm]})
+    messages = stream_messages("transactions", transactions(300), {"t": 300})
+    run = aep.run(messages, max_request_bytes=20_000, max_retries=12)
+    assert run.states == [{"t": 300}]
+    stats = run.target.stats["transactions"]
+    assert (stats.accepted, stats.dead_lettered) == (300, 0)
+    statuses = [e["status"] for e in aep.requests("/collection/batch/")]
+    assert stats.requests == len(statuses)
+    assert stats.retries == statuses.count(429) > 5
+    assert aep.counts()[aep.config["event_dataset_id"]] == {"accepted": 300, "failed": 0, "distinct_ids": 300}
+
+
 def test_fatal_publish_error_emits_no_state(aep: Aep) -> None:
     aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"503": 1.0}, "retry_after": 0}]})
     run = aep.run([*stream_messages("transactions", transactions(3), {"t": 3})], expect_error=True, max_retries=2)
@@ -68,6 +82,7 @@ def test_invalid_xdm_is_dead_lettered_and_the_rest_accepted(aep: Aep) -> None:
         "currencyCode" in d["reason"] and d["xdm"]["commerce"]["order"]["currencyCode"] == "RUPEES" for d in dead
     )
     assert all(d["record"]["currency_code"] == "RUPEES" and d["time"] for d in dead)
+    assert dead[0]["record"]["amount"] == 128.0  # still a number, as the tap sent it
     assert run.target.stats["transactions"].dead_lettered == 2
 
 
