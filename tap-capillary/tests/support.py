@@ -17,6 +17,12 @@ OAUTH = {"client_key": "emulator-key", "client_secret": "emulator-secret"}
 TILL = {"username": "store123", "password": "Pass123"}
 
 
+def past_anchor() -> str:
+    """An emulator anchor (end of its generated history) an hour before now: no generated record is
+    then as new as a run's start, which would leave it to the next run and make runs differ."""
+    return (datetime.now(timezone.utc) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0).isoformat()
+
+
 def tap_config(server: BackgroundServer, **overrides: Any) -> dict[str, Any]:
     """A config reading everything the emulator holds: from before its history starts up to the run's
     start (``lookback_minutes`` 0: the emulator's search has no indexing lag to wait for)."""

@@ -8,9 +8,9 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from emulators.launch import start_capillary
 from tap_capillary.tap import TapCapillary
-from tests.support import tap_config
+from tests.support import past_anchor, tap_config
 
-SERVER = start_capillary(customers=12, seed=3)
+SERVER = start_capillary(customers=12, seed=3, anchor_time=past_anchor())
 atexit.register(SERVER.stop)
 
 TestTapCapillary = get_tap_test_class(

@@ -10,10 +10,10 @@ from singer_sdk.exceptions import FatalAPIError
 
 from emulators.capillary import ADMIN
 from emulators.server import BackgroundServer
-from tests.support import run_tap, tap_config
+from tests.support import past_anchor, run_tap, tap_config
 
 NO_SEARCH = {"customers": 12, "seed": 21, "entity_search_enabled": False, "merged_customer_rate": 0.0,
-             "deleted_customer_rate": 0.0}  # fmt: skip
+             "deleted_customer_rate": 0.0, "anchor_time": past_anchor()}  # fmt: skip
 
 
 @pytest.mark.capillary(**NO_SEARCH)

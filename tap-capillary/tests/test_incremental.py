@@ -16,7 +16,7 @@ import pytest
 from emulators.capillary import ADMIN
 from emulators.launch import start_capillary
 from emulators.server import REQUEST_LOG, BackgroundServer
-from tests.support import Run, instant, run_tap, tap_config
+from tests.support import Run, instant, past_anchor, run_tap, tap_config
 
 STREAMS = (
     "customers",
@@ -46,7 +46,7 @@ def keys(records: list[dict[str, Any]], stream: str) -> list[tuple]:
 
 @pytest.fixture
 def server() -> Iterator[BackgroundServer]:
-    server = start_capillary(customers=25, seed=11)
+    server = start_capillary(customers=25, seed=11, anchor_time=past_anchor())
     yield server
     server.stop()
 

@@ -13,9 +13,15 @@ from singer_sdk.exceptions import FatalAPIError
 from emulators.server import REQUEST_LOG, BackgroundServer
 from tap_capillary.streams import CustomerDataStream
 from tap_capillary.tap import TapCapillary
-from tests.support import OAUTH, TILL, Run, run_tap, tap_config
+from tests.support import OAUTH, TILL, Run, past_anchor, run_tap, tap_config
 
-SMALL = {"customers": 6, "seed": 5, "merged_customer_rate": 0.0, "deleted_customer_rate": 0.0}
+SMALL = {
+    "customers": 6,
+    "seed": 5,
+    "merged_customer_rate": 0.0,
+    "deleted_customer_rate": 0.0,
+    "anchor_time": past_anchor(),
+}
 
 
 def requests_log(server: BackgroundServer, path: str = "") -> list[dict[str, Any]]:
@@ -136,7 +142,9 @@ def test_wrong_credentials_are_fatal(capillary_emulator: BackgroundServer) -> No
         run_tap({**till_config, "username": "store123", "password": "wrong"})
 
 
-@pytest.mark.capillary(customers=20, seed=9, merged_customer_rate=0.2, deleted_customer_rate=0.1)
+@pytest.mark.capillary(
+    customers=20, seed=9, merged_customer_rate=0.2, deleted_customer_rate=0.1, anchor_time=past_anchor()
+)
 def test_item_level_errors_are_logged_counted_and_skipped(
     capillary_emulator: BackgroundServer, caplog: pytest.LogCaptureFixture
 ) -> None:

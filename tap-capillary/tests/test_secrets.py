@@ -16,11 +16,12 @@ from singer_sdk.exceptions import FatalAPIError
 
 from emulators.capillary.api import AUTH
 from emulators.server import BackgroundServer
-from tests.support import Run, run_tap, tap_config
+from tests.support import Run, past_anchor, run_tap, tap_config
 
 SECRET = "s3cr3t-client-value-9431"
 PASSWORD = "p4ssw0rd-till-value-2718"
 CREDENTIALS = {
+    "anchor_time": past_anchor(),
     "customers": 4,
     "oauth_clients": {"client-key-1": SECRET},
     "till_credentials": {"till-user-1": PASSWORD},

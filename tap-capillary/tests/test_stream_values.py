@@ -12,13 +12,13 @@ import pytest
 from emulators.capillary import ADMIN
 from emulators.launch import start_capillary
 from emulators.server import REQUEST_LOG, BackgroundServer
-from tests.support import Run, instant, run_tap, tap_config
+from tests.support import Run, instant, past_anchor, run_tap, tap_config
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[BackgroundServer]:
     # A non-UTC cluster: v1.1 naive times are Asia/Kolkata, v2 times carry +05:30.
-    server = start_capillary(customers=30, seed=7, cluster_timezone="Asia/Kolkata")
+    server = start_capillary(customers=30, seed=7, cluster_timezone="Asia/Kolkata", anchor_time=past_anchor())
     yield server
     server.stop()
 
