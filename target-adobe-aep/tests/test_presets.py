@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import fastjsonschema
 import pytest
+import requests
 from conftest import SAMPLES, STREAMS, Aep, stream_messages, tap_schema
 
 from target_adobe_aep.mapping import compile_mapping, load_document, missing_source_paths
 
 NAMESPACES = {"email": "Email", "phone": "Phone", "customer_id": "CapillaryCustomerId"}
+STORES_AS_EVENTS = Path(__file__).parent.parent / "examples" / "stores-as-events.json"
 EVENT_STREAMS = ("transactions", "points_ledger", "tier_history", "redemptions", "coupons", "reward_issuals")
 
 
@@ -184,3 +189,27 @@ def test_points_ledger_timestamp_falls_back_to_created_at() -> None:
 
 def test_stores_are_counted_not_sent() -> None:
     assert _mapping("stores").target == "none"
+
+
+def test_every_preset_passes_aep_sync_validation(aep: Aep) -> None:
+    """Each preset's envelope, as the target would send it, passes DCS's synchronous validation."""
+    messages = [m for stream in STREAMS for m in stream_messages(stream, SAMPLES[stream])]
+    dry_run_path = aep.tmp_path / "dry-run"
+    aep.run(messages, dry_run=True, dry_run_path=str(dry_run_path), mappings={"stores": str(STORES_AS_EVENTS)})
+    token = requests.post(
+        aep.config["ims_url"],
+        data={k: aep.config[k] for k in ("client_id", "client_secret")} | {"grant_type": "client_credentials"},
+        timeout=10,
+    ).json()["access_token"]
+    envelopes = [json.loads(line) for path in sorted(dry_run_path.glob("*.jsonl")) for line in path.open()]
+    assert len(envelopes) == sum(len(SAMPLES[s]) for s in STREAMS)
+    for envelope in envelopes:
+        response = requests.post(
+            aep.config["inlet_url"],
+            params={"syncValidation": "true"},
+            json=envelope,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["syncValidation"] == {"status": "pass"}
