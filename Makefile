@@ -7,7 +7,7 @@ PACKAGES := emulators tap-capillary target-adobe-aep
 MELTANO_VENV := .venv-meltano
 MELTANO := $(MELTANO_VENV)/bin/meltano
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: lint install
 
 demo: install
 	$(BIN)/python scripts/demo.py --meltano $(MELTANO)
+
+# Throughput, request and memory figures against the emulators (bench/README.md); BENCH_ARGS="--records 1000000".
+bench: install
+	$(BIN)/python bench/run.py --meltano $(MELTANO) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(MELTANO_VENV) .meltano output

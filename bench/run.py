@@ -1,0 +1,430 @@
+"""``make bench``: throughput, request and memory figures of the pipeline against the emulators (issue #6).
+
+One run, in order (every step a separate process tree, sampled for peak RSS and CPU by ``sampler.py``):
+
+1. the emulators start in their own process (``emulators serve``; Capillary data generated first, timed
+   apart; Adobe in benchmark mode: no XDM validation, rate limits lifted so the client's own caps rule);
+2. ``meltano invoke tap-capillary`` alone, its output captured to a ``.singer`` file;
+3. ``meltano run tap-capillary target-adobe-aep`` end to end (the measured pipeline, default settings);
+4. ``meltano run tap-replay target-noop`` (``bench/baseline``): the SDK-defaults pipeline replaying the
+   same records, so the ratio of 3 to 4 holds on a noisy machine;
+5. ``meltano invoke target-adobe-aep`` fed the capture: dry run (message bytes), then against the emulator
+   uncapped (messages/s), then with ``max_messages_per_second`` = ``--cap`` (must stay within ±5 %);
+6. the tap alone on ``--latency-customers`` customers with ``--latency-ms`` per Capillary request,
+   ``max_workers=1`` against the environment's default.
+
+Prints what it measures, and the whole result as one JSON object on the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import requests
+from sampler import Sampler
+
+from emulators.adobe import AdobeConfig
+from emulators.capillary import CapillaryConfig
+from target_adobe_aep.dcs import REQUEST_OVERHEAD
+from target_adobe_aep.target import DEFAULT_MAX_REQUEST_BYTES
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from pipeline import pipeline_env  # noqa: E402
+
+BASELINE_PROJECT = Path(__file__).resolve().parent / "baseline"
+# Records tap-capillary emits per generated customer with the emulator's default activity (measured: 16,782
+# records from 1,000 customers); only used to size the data set, the report counts the real records.
+RECORDS_PER_CUSTOMER = 16.8
+HISTORY_DAYS = 120
+TARGET_EXECUTABLE = ROOT / ".meltano" / "loaders" / "target-adobe-aep" / "venv" / "bin" / "target-adobe-aep"
+UNCAPPED = 1e9  # a client-side rate limit that never binds
+
+
+@dataclass
+class Served:
+    """What ``pipeline_env`` needs of an emulator (the emulators run in another process here)."""
+
+    base_url: str
+    config: Any
+
+
+@dataclass
+class Emulators:
+    process: subprocess.Popen
+    capillary: Served
+    adobe: Served
+    generation_s: float
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def admin(self, server: Served, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.session.request(method, f"{server.base_url}/_emulator/{path}", timeout=600, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self) -> None:
+        """Empty both request logs and the Adobe datasets before a step."""
+        for server in (self.capillary, self.adobe):
+            self.admin(server, "DELETE", "requests")
+        self.admin(self.adobe, "DELETE", "datasets")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def cli_options(prefix: str, overrides: dict[str, Any]) -> list[str]:
+    options = []
+    for name, value in overrides.items():
+        text = json.dumps(value) if isinstance(value, dict) else str(value)
+        options += [f"--{prefix}-{name.replace('_', '-')}", text]
+    return options
+
+
+def start_emulators(workdir: Path, capillary: dict[str, Any], adobe: dict[str, Any]) -> Emulators:
+    urls_file = workdir / "emulators.json"
+    command = [
+        str(Path(sys.executable).parent / "emulators"),
+        "serve",
+        "--capillary-port=0",
+        "--adobe-port=0",
+        f"--urls-file={urls_file}",
+        *cli_options("capillary", capillary),
+        *cli_options("adobe", adobe),
+    ]
+    started = time.monotonic()
+    log = (workdir / "emulators.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    while not urls_file.exists():
+        if process.poll() is not None:
+            raise SystemExit(f"emulators exited with {process.returncode}; see {workdir / 'emulators.log'}")
+        time.sleep(0.1)
+    urls = json.loads(urls_file.read_text())
+    return Emulators(
+        process=process,
+        capillary=Served(urls["capillary"], CapillaryConfig(**capillary)),
+        adobe=Served(urls["adobe"], AdobeConfig(**adobe)),
+        generation_s=round(time.monotonic() - started, 1),
+    )
+
+
+@dataclass
+class Step:
+    seconds: float
+    processes: dict[str, dict[str, float]]
+
+
+def run_step(
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    *,
+    cwd: Path = ROOT,
+    stdin: Path | None = None,
+    stdout: Path | None = None,
+) -> Step:
+    """Run a command (a meltano invocation), sampled; stderr (and stdout unless redirected) go to ``<name>.log``."""
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as log, Sampler() as sampler:
+        stdin_file: IO[bytes] | None = stdin.open("rb") if stdin else None
+        stdout_file: IO[bytes] | None = stdout.open("wb") if stdout else None
+        try:
+            started = time.monotonic()
+            returncode = subprocess.run(
+                args, cwd=cwd, env=env, stdin=stdin_file, stdout=stdout_file or log, stderr=log, check=False
+            ).returncode
+            seconds = time.monotonic() - started
+        finally:
+            for file in (stdin_file, stdout_file):
+                if file:
+                    file.close()
+    if returncode != 0:
+        raise SystemExit(f"{name} failed with exit code {returncode}; see {log_path}")
+    return Step(round(seconds, 2), sampler.report())
+
+
+def split_capture(capture: Path, into: Path) -> dict[str, int]:
+    """Write the capture's schemas and per-stream records for the baseline tap; return records per stream."""
+    into.mkdir(parents=True, exist_ok=True)
+    schemas: dict[str, dict[str, Any]] = {}
+    files: dict[str, IO[bytes]] = {}
+    counts: dict[str, int] = {}
+    try:
+        with capture.open("rb") as lines:
+            for line in lines:
+                message = orjson.loads(line)
+                stream = message.get("stream")
+                if message["type"] == "SCHEMA":
+                    schemas.setdefault(stream, {"stream": stream, "schema": message["schema"],
+                                                "key_properties": message.get("key_properties") or []})  # fmt: skip
+                elif message["type"] == "RECORD":
+                    if stream not in files:
+                        files[stream] = (into / f"{stream}.jsonl").open("wb")
+                    files[stream].write(orjson.dumps(message["record"]) + b"\n")
+                    counts[stream] = counts.get(stream, 0) + 1
+    finally:
+        for file in files.values():
+            file.close()
+    (into / "schemas.json").write_bytes(orjson.dumps(list(schemas.values())))
+    return counts
+
+
+def per_thousand(by_route: dict[str, int], records: int) -> dict[str, float]:
+    return {route: round(1000 * n / records, 1) for route, n in sorted(by_route.items())}
+
+
+def dcs_requests(emulators: Emulators) -> list[dict[str, Any]]:
+    entries = emulators.admin(emulators.adobe, "GET", "requests", params={"path": "/collection/"})["requests"]
+    return [e for e in entries if e["method"] == "POST"]
+
+
+def accepted_messages(emulators: Emulators) -> int:
+    return sum(counts.get("accepted", 0) for counts in emulators.admin(emulators.adobe, "GET", "datasets").values())
+
+
+def line_count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as file:
+        return sum(1 for _ in file)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000, help="approximate records to generate (1000000: 1M)")
+    parser.add_argument("--meltano", default=str(ROOT / ".venv-meltano" / "bin" / "meltano"))
+    parser.add_argument("--cap", type=float, default=3000, help="max_messages_per_second of the capped target run")
+    parser.add_argument("--latency-ms", type=int, default=50, help="Capillary latency of the concurrency comparison")
+    parser.add_argument("--latency-customers", type=int, default=40, help="customers read in the latency runs")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "output" / "bench")
+    args = parser.parse_args()
+    out = sys.stdout.write
+    workdir: Path = args.workdir.resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+
+    anchor = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    customers = max(10, math.ceil(args.records / RECORDS_PER_CUSTOMER))
+    capillary_overrides = {
+        "customers": customers,
+        "history_days": HISTORY_DAYS,
+        "anchor_time": anchor.isoformat(),
+        "db_path": str(workdir / "capillary.sqlite"),
+    }
+    # Benchmark mode: ingestion counted without XDM validation, and no server-side rate limits, so that the
+    # emulator does not dominate the 2 cores and the target's own caps are what is measured.
+    adobe_overrides = {
+        "validate": False,
+        "database": str(workdir / "adobe.sqlite"),
+        "requests_per_second": 1e9,
+        "messages_per_second": 1e9,
+    }
+    result: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "emulator_mode": "benchmark: Adobe ingestion counted without XDM validation, rate limits lifted",
+    }
+    out(f"Generating ~{args.records:,} records ({customers:,} Capillary customers, {HISTORY_DAYS} days)...\n")
+    emulators = start_emulators(workdir, capillary_overrides, adobe_overrides)
+    try:
+        result["generation_s"] = emulators.generation_s
+        out(f"  emulators ready in {emulators.generation_s} s (not part of any measured time)\n")
+        start = anchor - timedelta(days=HISTORY_DAYS + 1)
+        env = pipeline_env(emulators.capillary, emulators.adobe, workdir, start)
+        meltano = args.meltano
+
+        # -- 2. the tap alone, captured -----------------------------------------------------------------
+        capture = workdir / "capture.singer"
+        emulators.reset()
+        tap = run_step("tap", [meltano, "invoke", "tap-capillary"], env, workdir, stdout=capture)
+        streams = split_capture(capture, workdir / "replay")
+        records = sum(streams.values())
+        tap_routes = emulators.admin(emulators.capillary, "GET", "requests")["by_route"]
+        result["records"] = records
+        result["records_per_stream"] = streams
+        result["tap_only"] = {
+            "seconds": tap.seconds,
+            "records_per_s": round(records / tap.seconds),
+            "processes": tap.processes,
+        }
+        out(f"\nTap alone: {records:,} records in {tap.seconds} s = {records / tap.seconds:,.0f} records/s\n")
+
+        # -- 3. the pipeline ---------------------------------------------------------------------------
+        emulators.reset()
+        pipeline = run_step("pipeline", [meltano, "run", "tap-capillary", "target-adobe-aep"], env, workdir)
+        capillary_routes = emulators.admin(emulators.capillary, "GET", "requests")["by_route"]
+        dcs = dcs_requests(emulators)
+        accepted = accepted_messages(emulators)
+        dead = line_count(workdir / "dead-letter.jsonl")
+        result["pipeline"] = {
+            "seconds": pipeline.seconds,
+            "records_per_s": round(records / pipeline.seconds),
+            "accepted_messages": accepted,
+            "dead_lettered": dead,
+            "dcs_requests": len(dcs),
+            "messages_per_request": round(accepted / max(1, len(dcs)), 1),
+            "processes": pipeline.processes,
+        }
+        result["requests_per_1000_records"] = {
+            "capillary": per_thousand(capillary_routes, records),
+            "capillary_total": round(1000 * sum(capillary_routes.values()) / records, 1),
+            "adobe": per_thousand(emulators.admin(emulators.adobe, "GET", "requests")["by_route"], records),
+        }
+        if tap_routes != capillary_routes:
+            out(f"  note: the tap-only run made other Capillary requests than the pipeline: {tap_routes}\n")
+
+        # -- 4. the SDK-defaults baseline --------------------------------------------------------------
+        baseline_env = {
+            **os.environ,
+            "BENCH_PYTHON": sys.executable,
+            "MELTANO_SYS_DIR_ROOT": str(workdir / "baseline-meltano"),
+            "MELTANO_DATABASE_URI": f"sqlite:///{workdir / 'baseline-meltano.db'}",
+            "TAP_REPLAY_CAPTURE_DIR": str(workdir / "replay"),
+        }
+        baseline = run_step(
+            "baseline", [meltano, "run", "tap-replay", "target-noop"], baseline_env, workdir, cwd=BASELINE_PROJECT
+        )
+        result["baseline"] = {
+            "seconds": baseline.seconds,
+            "records_per_s": round(records / baseline.seconds),
+            "processes": baseline.processes,
+        }
+        result["pipeline_vs_baseline"] = round(baseline.seconds / pipeline.seconds, 2)
+        out(
+            f"Pipeline (meltano run): {pipeline.seconds} s = {records / pipeline.seconds:,.0f} records/s; "
+            f"SDK-defaults baseline: {baseline.seconds} s = {records / baseline.seconds:,.0f} records/s; "
+            f"ratio {result['pipeline_vs_baseline']}x (target >= 3x)\n"
+        )
+
+        # -- 5. the target alone -----------------------------------------------------------------------
+        # The target's own executable with a config file: Meltano 4.4 cannot pass a `kind: decimal` setting
+        # from an environment variable (its JSON encoder fails on Decimal), and the caps below are decimals.
+        dumped = subprocess.run(
+            [meltano, "invoke", "--dump=config", "target-adobe-aep"], cwd=ROOT, env=env, capture_output=True, check=True
+        )
+        base_config = json.loads(dumped.stdout)
+
+        def target(name: str, **config: Any) -> Step:
+            config_path = workdir / f"{name}.config.json"
+            config_path.write_text(json.dumps({**base_config, **config}))
+            return run_step(name, [str(TARGET_EXECUTABLE), "--config", str(config_path)], env, workdir, stdin=capture)
+
+        dry_run_dir = workdir / "dry-run"
+        dry = target("target-dry-run", dry_run=True, dry_run_path=str(dry_run_dir))
+        message_files = list(dry_run_dir.glob("*.jsonl"))
+        messages = sum(line_count(f) for f in message_files)
+        message_bytes = sum(f.stat().st_size for f in message_files) - messages  # without the newlines
+        result["target_dry_run"] = {
+            "seconds": dry.seconds,
+            "messages": messages,
+            "records_per_s": round(records / dry.seconds),
+            "processes": dry.processes,
+        }
+
+        emulators.reset()
+        uncapped = target("target-only", max_messages_per_second=UNCAPPED, max_requests_per_second=UNCAPPED)
+        dcs = dcs_requests(emulators)
+        sent = accepted_messages(emulators)
+        # Same messages as the dry run, packed by the target into len(dcs) requests: exact total body bytes.
+        body_bytes = message_bytes + (messages - len(dcs)) + REQUEST_OVERHEAD * len(dcs)
+        result["target_only"] = {
+            "seconds": uncapped.seconds,
+            "accepted_messages": sent,
+            "messages_per_s": round(sent / uncapped.seconds),
+            "dcs_requests": len(dcs),
+            "messages_per_request": round(sent / max(1, len(dcs)), 1),
+            "avg_request_bytes": round(body_bytes / max(1, len(dcs))),
+            "avg_request_fill": round(body_bytes / max(1, len(dcs)) / DEFAULT_MAX_REQUEST_BYTES, 3),
+            "processes": uncapped.processes,
+        }
+        out(
+            f"Target alone (uncapped): {sent:,} messages in {uncapped.seconds} s = {sent / uncapped.seconds:,.0f} "
+            f"messages/s (target >= 10,000); {len(dcs)} DCS requests, "
+            f"{result['target_only']['messages_per_request']} messages and "
+            f"{result['target_only']['avg_request_bytes']:,} bytes per request on average "
+            f"({result['target_only']['avg_request_fill']:.1%} of {DEFAULT_MAX_REQUEST_BYTES:,})\n"
+        )
+
+        emulators.reset()
+        capped = target("target-capped", max_messages_per_second=args.cap, max_requests_per_second=UNCAPPED)
+        dcs = dcs_requests(emulators)
+        sent = accepted_messages(emulators)
+        span = dcs[-1]["time"] - dcs[0]["time"] if len(dcs) > 1 else 0.0
+        # Rate while sending: the messages after the first request over the time to the last one.
+        rate = sent * (len(dcs) - 1) / len(dcs) / span if span else None
+        result["target_capped"] = {
+            "cap": args.cap,
+            "seconds": capped.seconds,
+            "accepted_messages": sent,
+            "sending_s": round(span, 2),
+            "messages_per_s": round(rate) if rate else None,
+            "deviation": round(rate / args.cap - 1, 4) if rate else None,
+        }
+        out(
+            f"Target capped at {args.cap:,.0f} messages/s: {rate or 0:,.0f} messages/s while sending "
+            f"({(rate or 0) / args.cap - 1:+.1%}; target within ±5 %)\n"
+        )
+
+        # -- 6. what concurrency buys with API latency --------------------------------------------------
+        ids = emulators.admin(
+            emulators.capillary, "GET", "changed-customers", params={"since": 0, "until": int(anchor.timestamp())}
+        )["customer_ids"][: args.latency_customers]
+        id_file = workdir / "latency-customers.csv"
+        id_file.write_text("id\n" + "".join(f"{i}\n" for i in ids))
+        emulators.admin(emulators.capillary, "PUT", "faults", json={"rules": [{"latency_ms": args.latency_ms}]})
+        latency: dict[str, Any] = {"latency_ms": args.latency_ms, "customers": len(ids)}
+        default_workers = "default (meltano.yml dev)"
+        for label, workers in (("max_workers=1", "1"), (default_workers, None)):
+            emulators.reset()
+            run_env = {**env, "TAP_CAPILLARY_CUSTOMER_IDENTIFIERS_PATH": str(id_file)}
+            if workers:
+                run_env["TAP_CAPILLARY_MAX_WORKERS"] = workers
+            step = run_step(f"latency-workers-{workers or 'default'}", [meltano, "invoke", "tap-capillary"],
+                            run_env, workdir, stdout=Path(os.devnull))  # fmt: skip
+            log = emulators.admin(emulators.capillary, "GET", "requests")
+            times = [e["time"] for e in log["requests"]]
+            latency[label] = {
+                "seconds": step.seconds,
+                "extracting_s": round(max(times) - min(times), 2),
+                "requests": log["count"],
+            }
+        emulators.admin(emulators.capillary, "DELETE", "faults")
+        latency["speedup"] = round(
+            latency["max_workers=1"]["extracting_s"] / latency[default_workers]["extracting_s"], 2
+        )
+        result["latency"] = latency
+        out(
+            f"Tap with {args.latency_ms} ms per Capillary request ({len(ids)} customers): "
+            f"max_workers=1 {latency['max_workers=1']['extracting_s']} s, default "
+            f"{latency[default_workers]['extracting_s']} s of requests: {latency['speedup']}x (target >= 8x)\n"
+        )
+    finally:
+        emulators.stop()
+
+    processes = result["pipeline"]["processes"]
+    out(
+        f"Peak RSS in the pipeline: tap {processes.get('tap', {}).get('peak_rss_mb')} MB, "
+        f"target {processes.get('target', {}).get('peak_rss_mb')} MB (target <= 150 MB)\n"
+    )
+    out(f"Capillary requests per 1,000 records: {result['requests_per_1000_records']['capillary_total']}\n")
+    out(f"Logs and captures: {workdir}\n")
+    out(json.dumps(result, separators=(",", ":")) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
