@@ -24,7 +24,12 @@ LONG_BACKFILL = pytest.mark.capillary(
     customers=50, history_days=60, seed=11, faults={"seed": 1, "rules": [{"path": "*", "latency_ms": 20}]}
 )
 # Small target batches: records reach AEP all through the run, so a kill leaves some sent but unacknowledged.
-SETTINGS = {"TAP_CAPILLARY_BACKFILL_WINDOW_DAYS": "1", "TARGET_ADOBE_AEP_BATCH_SIZE_ROWS": "25"}
+# A checkpoint on every window's STATE, so that the kills leave window bookmarks behind.
+SETTINGS = {
+    "TAP_CAPILLARY_BACKFILL_WINDOW_DAYS": "1",
+    "TARGET_ADOBE_AEP_BATCH_SIZE_ROWS": "25",
+    "TARGET_ADOBE_AEP_STATE_CHECKPOINT_SECONDS": "0",
+}
 PERSISTED = "Incremental state has been updated"
 STREAM_STARTED = "Beginning sync of"
 

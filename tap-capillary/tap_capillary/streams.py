@@ -29,13 +29,14 @@ from tap_capillary.windows import Pass, Window, complete_window, plan_pass
 SCHEMAS = SchemaDirectory(resources.files("tap_capillary") / "schemas")
 
 V11_BATCH = 50  # customers per v1.1 customer/get and customer/coupons call (the limit is undocumented)
-# The ledger serves at most 90 days per request per its parameter table, 60 per its error codes.
-LEDGER_CHUNK = timedelta(days=60)
 LEDGER_PAGE_MAX = 100
 TRANSACTIONS_PAGE_MAX = 1000
 REWARDS_PAGE_MAX = 100
 REDEMPTIONS_PAGE_MAX = 100
 COUPONS_LIMIT = 1000  # customer/coupons has a limit but no offset
+# customer/redemptions parts: response key -> (list item key, redemption_type). Each part has its own
+# ``<part>_limit``/``<part>_start_id``/``<part>_count``, so one request reads both (no ``type``).
+REDEMPTION_PARTS = {"points": ("point", "POINTS"), "coupons": ("coupon", "COUPON")}
 ENTITIES_PAGE_MAX = 500
 
 
@@ -152,7 +153,10 @@ class CustomerDataStream(WindowedStream):
 
     def read(self, customer_ids: list[int]) -> list[dict]:
         """Mapped records of these customers (before the pass filter)."""
-        context = self.customer_context(customer_ids)
+        return self.read_context(self.customer_context(customer_ids))
+
+    def read_context(self, context: dict) -> list[dict]:
+        """Mapped records of one request context, all pages."""
         return [record for raw in self.request_records(context) for record in self.map(raw, context)]
 
     @staticmethod
@@ -369,13 +373,17 @@ class TransactionsStream(CustomerDataStream):
         return self._tap.transaction_details
 
     def read(self, customer_ids: list[int]) -> list[dict]:
-        records = []
-        for bill in self.request_records(self.customer_context(customer_ids)):
-            if not self.pass_.includes(self.times.to_datetime(bill.get("autoUpdateTime"))):
-                continue
-            detail = next(iter(self.details.request_records({"id": bill["id"], "type": bill.get("type")})), {})
-            records.append(self.record(bill, detail))
-        return records
+        bills = [
+            bill
+            for bill in self.request_records(self.customer_context(customer_ids))
+            if self.pass_.includes(self.times.to_datetime(bill.get("autoUpdateTime")))
+        ]
+        # The listing has no line items: one detail call per bill, side by side on the shared pool.
+        details = self._tap.fan_out(self.detail, bills)
+        return [self.record(bill, detail) for bill, detail in zip(bills, details, strict=True)]
+
+    def detail(self, bill: dict) -> dict:
+        return next(iter(self.details.request_records({"id": bill["id"], "type": bill.get("type")})), {})
 
     def record(self, bill: dict, detail: dict) -> dict:
         store = bill.get("billingStore") or (detail.get("billDetails") or {}).get("billingStore") or {}
@@ -485,14 +493,14 @@ class PointsLedgerStream(CustomerDataStream):
         }
 
     def read(self, customer_ids: list[int]) -> list[dict]:
-        records = []
-        start = self.pass_.since
-        while start < self.pass_.until:  # the ledger serves at most LEDGER_CHUNK per request
-            end = min(start + LEDGER_CHUNK, self.pass_.until)
-            context = {**self.customer_context(customer_ids), "start": start, "end": end - timedelta(seconds=1)}
-            records += [r for raw in self.request_records(context) for r in self.map(raw, context)]
+        """The pass in ranges of at most ``ledger_window_days`` (the API's limit), read side by side."""
+        window = timedelta(days=self.config["ledger_window_days"])
+        contexts, start = [], self.pass_.since
+        while start < self.pass_.until:
+            end = min(start + window, self.pass_.until)
+            contexts.append({**self.customer_context(customer_ids), "start": start, "end": end - timedelta(seconds=1)})
             start = end
-        return records
+        return [record for records in self._tap.fan_out(self.read_context, contexts) for record in records]
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         yield from parse_json(response).get("ledgerEntries") or []
@@ -526,19 +534,22 @@ class PointsLedgerStream(CustomerDataStream):
             }
 
 
-class RedemptionPaginator(BaseAPIPaginator[int]):
-    """v1.1 redemptions page with a 1-based row number (``points_start_id``/``coupons_start_id``);
-    one part (points or coupons) is requested at a time, so one ``*_count`` is set."""
+class RedemptionPaginator(BaseAPIPaginator[dict[str, int]]):
+    """v1.1 redemptions page each part (points, coupons) with its own 1-based row number
+    (``points_start_id``, ``coupons_start_id``) and total (``points_count``, ``coupons_count``).
+    The first request asks for both parts; later ones only for the parts with rows left."""
 
     def __init__(self, page_size: int) -> None:
-        super().__init__(start_value=1)
+        super().__init__(start_value=dict.fromkeys(REDEMPTION_PARTS, 1))
         self.page_size = page_size
 
-    def get_next(self, response: requests.Response) -> int | None:
+    def get_next(self, response: requests.Response) -> dict[str, int] | None:
         customer = (parse_json(response).get("response") or {}).get("customer") or {}
-        total = integer(customer.get("points_count")) or integer(customer.get("coupons_count")) or 0
-        following = self.current_value + self.page_size
-        return following if following <= total else None
+        following = {part: start + self.page_size for part, start in self.current_value.items()}
+        left = {
+            part: start for part, start in following.items() if start <= (integer(customer.get(f"{part}_count")) or 0)
+        }
+        return left or None
 
 
 class RedemptionsStream(CustomerDataStream):
@@ -548,41 +559,41 @@ class RedemptionsStream(CustomerDataStream):
     replication_key = "redeemed_at"
     schema = StreamSchema(SCHEMAS)
     customer_gone_codes = frozenset({"1012", "8109"})
-    parts = {"points": "POINTS", "coupons": "COUPON"}  # request part -> redemption_type
 
     def get_new_paginator(self) -> RedemptionPaginator:
         return RedemptionPaginator(self.page_limit(REDEMPTIONS_PAGE_MAX))
 
-    def read(self, customer_ids: list[int]) -> list[dict]:
-        contexts = [{**self.customer_context(customer_ids), "part": part} for part in self.parts]
-        return [
-            record for context in contexts for raw in self.request_records(context) for record in self.map(raw, context)
-        ]
-
-    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
-        part = context["part"]
-        return {
+    def get_url_params(self, context: Any, next_page_token: dict[str, int] | None) -> dict[str, Any]:
+        limit = self.page_limit(REDEMPTIONS_PAGE_MAX)
+        starts = next_page_token or dict.fromkeys(REDEMPTION_PARTS, 1)
+        params: dict[str, Any] = {
             "format": "json",
             "id": context["customer_id"],
-            "type": part.upper(),
-            "limit": self.page_limit(REDEMPTIONS_PAGE_MAX),
-            f"{part}_start_id": next_page_token or 1,
+            "limit": limit,
             "start_date": self.times.to_cluster(self.pass_.since),
             "end_date": self.times.to_cluster(self.pass_.until),
             "order": "asc",
         }
+        if len(starts) == 1:  # only one part has rows left (without a type, both are read)
+            params["type"] = next(iter(starts)).upper()
+        for part, start in starts.items():
+            params[f"{part}_limit"] = limit
+            params[f"{part}_start_id"] = start
+        return params
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         customer = (parse_json(response).get("response") or {}).get("customer") or {}
         redemptions = customer.get("redemptions") or {}
-        yield from listed(redemptions.get("points"), "point")
-        yield from listed(redemptions.get("coupons"), "coupon")
+        for part, (item_key, _) in REDEMPTION_PARTS.items():
+            for row in listed(redemptions.get(part), item_key):
+                yield {"part": part, "row": row}
 
-    def map(self, r: dict, context: dict) -> Iterable[dict]:
-        is_points = context["part"] == "points"  # one part is requested at a time
+    def map(self, item: dict, context: dict) -> Iterable[dict]:
+        part, r = item["part"], item["row"]
+        is_points = part == "points"
         store, till = r.get("redeemed_store") or {}, r.get("redeemed_till") or {}
         yield {
-            "redemption_type": self.parts[context["part"]],
+            "redemption_type": REDEMPTION_PARTS[part][1],
             "redemption_ref": text(r.get("redemption_id") if is_points else r.get("code")),
             "redeemed_at": self.utc(r.get("redeemed_time")),
             "customer_id": context["customer_id"],  # the response names the customer by mobile/email only

@@ -69,10 +69,11 @@ class Run:
 
 def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None) -> Run:
     tap = TapCapillary(config=config, state=state or {})
-    out = io.StringIO()
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # the msgspec writer writes bytes to stdout.buffer
     with redirect_stdout(out):
         tap.sync_all()
-    return Run([json.loads(line) for line in out.getvalue().splitlines() if line.strip()], tap)
+    out.flush()
+    return Run([json.loads(line) for line in out.buffer.getvalue().splitlines() if line.strip()], tap)
 
 
 def instant(value: str) -> datetime:

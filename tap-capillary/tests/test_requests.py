@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 from pyrate_limiter import Limiter
 from singer_sdk.exceptions import FatalAPIError
 
 from emulators.server import REQUEST_LOG, BackgroundServer
 from tap_capillary.streams import CustomerDataStream
 from tap_capillary.tap import TapCapillary
-from tests.support import OAUTH, TILL, Run, past_anchor, run_tap, tap_config
+from tests.support import OAUTH, TILL, Run, instant, past_anchor, run_tap, tap_config
 
 SMALL = {
     "customers": 6,
@@ -214,3 +217,126 @@ def test_token_generation_is_retried_then_fatal(capillary_emulator: BackgroundSe
     capillary_emulator.set_faults({"rules": [{**rule, "status_rates": {500: 1.0}, "max_faults": None}]})
     with pytest.raises(FatalAPIError, match=r"refused to generate an OAuth token \(HTTP 500 from /v3/oauth"):
         run_tap(tap_config(capillary_emulator))
+
+
+def track_requests_in_flight(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """Peak number of HTTP requests in flight at once: ``all``, and ``details`` (``/v2/transactions/{id}``)."""
+    lock, active, peak = threading.Lock(), Counter(), Counter()
+    original = requests.Session.send
+
+    def tracking(self: requests.Session, request: requests.PreparedRequest, **kwargs: Any) -> Any:
+        kinds = ["all"] + (["details"] if "/v2/transactions/" in str(request.url) else [])
+        with lock:
+            active.update(kinds)
+            for kind in kinds:
+                peak[kind] = max(peak[kind], active[kind])
+        try:
+            return original(self, request, **kwargs)
+        finally:
+            with lock:
+                active.subtract(kinds)
+
+    monkeypatch.setattr(requests.Session, "send", tracking)
+    return peak
+
+
+@pytest.mark.capillary(**SMALL)
+def test_bill_details_are_fetched_side_by_side_within_max_workers(
+    capillary_emulator: BackgroundServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A customer's bill details run on the shared pool, yet never more than max_workers requests at once."""
+    capillary_emulator.set_faults({"rules": [{"path": "/v2/transactions/*", "latency_ms": 40}]})
+    peak = track_requests_in_flight(monkeypatch)
+    # One customer at a time: any concurrency of detail calls comes from fanning out one customer's bills.
+    one = run_tap(tap_config(capillary_emulator, max_workers=1))
+    assert peak == {"all": 1, "details": 1}
+    assert one.count("transactions") > 0
+    peak.clear()
+    three = run_tap(tap_config(capillary_emulator, max_workers=3))
+    assert peak == {"all": 3, "details": 3}, "details of several bills in flight together, within max_workers"
+    assert three.records["transactions"] == one.records["transactions"], "same records, same order"
+
+
+@pytest.mark.capillary(**SMALL)
+def test_requests_in_flight_never_exceed_max_workers(
+    capillary_emulator: BackgroundServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capillary_emulator.set_faults({"rules": [{"path": "/v*", "latency_ms": 20}]})
+    peak = track_requests_in_flight(monkeypatch)
+    run_tap(tap_config(capillary_emulator, max_workers=3, backfill_window_days=1000))
+    assert peak["all"] == 3
+
+
+@pytest.mark.capillary(**SMALL)
+def test_proxy_from_the_environment_is_used_and_read_once(
+    capillary_emulator: BackgroundServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator doubles as the HTTP proxy of an unresolvable host: records arrive only through the proxy."""
+    baseline = run_tap(tap_config(capillary_emulator))
+    reads = []
+    original = requests.utils.get_environ_proxies
+    monkeypatch.setattr(requests.utils, "get_environ_proxies", lambda *a, **k: reads.append(a) or original(*a, **k))
+    monkeypatch.setenv("HTTP_PROXY", capillary_emulator.base_url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    run = run_tap(tap_config(capillary_emulator, base_url="http://capillary.invalid"))
+    assert record_keys(run) == record_keys(baseline)
+    api_requests = [e for e in requests_log(capillary_emulator) if not e["path"].startswith("/v3/oauth")]
+    assert len(reads) <= 2 < len(api_requests) / 2, "once for the API session (and once per OAuth token)"
+
+
+def test_no_proxy_and_ca_bundle_from_the_environment_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    config = {"base_url": "https://eu.api.capillarytech.com", **OAUTH}
+    session = TapCapillary(config=config).http_session
+    assert session.proxies.get("https") == "http://proxy.example:3128"
+    assert session.verify == "/etc/ssl/corporate.pem"
+    monkeypatch.setenv("NO_PROXY", ".capillarytech.com")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    session = TapCapillary(config=config).http_session
+    assert session.proxies == {}
+    assert session.verify is True, "TLS verification stays on"
+
+
+@pytest.mark.capillary(**SMALL)
+def test_per_request_metrics_only_at_debug(
+    capillary_emulator: BackgroundServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def metrics_logged() -> Counter:
+        return Counter(r.args[0].metric.value for r in caplog.records if r.name == "singer_sdk.metrics")
+
+    with caplog.at_level(logging.DEBUG):
+        run_tap(tap_config(capillary_emulator))
+    at_info = metrics_logged()
+    assert at_info["record_count"] > 0
+    assert at_info["sync_duration"] > 0
+    assert at_info["http_request_duration"] == at_info["http_request_count"] == 0
+    caplog.clear()
+    monkeypatch.setenv("TAP_CAPILLARY_LOGLEVEL", "DEBUG")
+    with caplog.at_level(logging.DEBUG):
+        run_tap(tap_config(capillary_emulator))
+    api_requests = [e for e in requests_log(capillary_emulator) if not e["path"].startswith("/v3/oauth")]
+    assert metrics_logged()["http_request_duration"] == len(api_requests) / 2, "both runs' requests are logged"
+
+
+@pytest.mark.capillary(**SMALL)
+def test_one_redemptions_request_and_few_ledger_requests_per_customer(capillary_emulator: BackgroundServer) -> None:
+    """Both redemption parts come in one request; the ledger is read in the documented 90-day ranges."""
+    run = run_tap(tap_config(capillary_emulator))
+    log = requests_log(capillary_emulator)
+    redemptions = Counter(e["query"]["id"] for e in log if e["path"] == "/v1.1/customer/redemptions")
+    assert run.count("redemptions") > 0
+    assert set(redemptions.values()) == {1}
+    assert all("type" not in e["query"] for e in log if e["path"] == "/v1.1/customer/redemptions")
+    ledger = [e["query"] for e in log if e["path"].startswith("/v2/pointsLedger")]
+    spans = {instant(q["endDate"]) - instant(q["startDate"]) for q in ledger}
+    assert max(spans) == timedelta(days=90, seconds=-1)
+    capillary_emulator.call(capillary_emulator.app[REQUEST_LOG].clear)
+    narrow = run_tap(tap_config(capillary_emulator, ledger_window_days=30))
+    narrow_ledger = [e for e in requests_log(capillary_emulator) if e["path"].startswith("/v2/pointsLedger")]
+    assert len(narrow_ledger) > len(ledger)
+    assert narrow.records["points_ledger"] == run.records["points_ledger"]

@@ -229,5 +229,6 @@ def test_every_paginator_gives_the_same_records_with_small_pages(server: Backgro
     assert second_pages("/v2/customers/", "offset", "0")
     assert second_pages("/v2/pointsLedger/", "offset", "0")
     assert second_pages("/v1.1/customer/redemptions", "points_start_id", "1")
+    assert second_pages("/v1.1/customer/redemptions", "coupons_start_id", "1")
     assert second_pages("/api_gateway/rewards/", "page", "0")
     assert second_pages("/v1.1/organization/entities", "start_id", "0")

@@ -61,52 +61,84 @@ class Envelope:
     def wrap(self, entity: bytes) -> bytes:
         return self._prefix + entity + self._suffix
 
+    def entity(self, message: bytes) -> orjson.Fragment:
+        """The serialized XDM entity inside a message of this envelope."""
+        return orjson.Fragment(message[len(self._prefix) : -len(self._suffix)])
+
 
 class RateLimiter:
-    """Token bucket allowing ``rate`` units per second with bursts of one second's worth.
+    """Token bucket allowing ``rate`` units per second.
 
-    A caller takes its units at once and, when the bucket runs short, sleeps until the debt is paid, so
-    callers are served in order and a request larger than the bucket still gets through.
+    It starts empty at the first call, so a run's average rate is the cap from its first request on (no initial
+    burst), and saves at most one second's worth while callers are slower, so the time the target spends
+    converting between batches is not lost. A caller takes its units at once and, when the bucket runs short,
+    sleeps until the debt is paid, so callers are served in order and a request larger than the bucket still
+    gets through.
     """
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.rate = float(rate)
         self._clock = clock
-        self._tokens = self.rate
-        self._stamp = clock()
+        self._sleep = sleep
+        self._tokens = 0.0
+        self._stamp: float | None = None
         self._lock = threading.Lock()
 
     def acquire(self, units: float = 1.0) -> float:
         """Take ``units``, sleeping as needed; returns the time slept."""
         with self._lock:
             now = self._clock()
-            self._tokens = min(self.rate, self._tokens + (now - self._stamp) * self.rate)
+            elapsed = 0.0 if self._stamp is None else now - self._stamp
+            self._tokens = min(self.rate, self._tokens + elapsed * self.rate)
             self._stamp = now
             self._tokens -= units
             delay = -self._tokens / self.rate if self._tokens < 0 else 0.0
         if delay:
-            time.sleep(delay)
+            self._sleep(delay)
         return delay
+
+
+class RequestFill:
+    """Greedy packing of messages, in order, into requests of at most ``max_request_bytes``, one message at a time."""
+
+    def __init__(self, max_request_bytes: int) -> None:
+        self.max_request_bytes = max_request_bytes
+        self.closed = 0  # requests the next message did not fit into
+        self.used = REQUEST_OVERHEAD  # bytes of the open request
+        self.count = 0  # messages in the open request
+
+    def add(self, size: int) -> bool:
+        """Account for a message of ``size`` bytes (it must fit alone); True when it opens a new request."""
+        extra = size + (1 if self.count else 0)  # the comma between messages
+        if self.count and self.used + extra > self.max_request_bytes:
+            self.closed += 1
+            self.used, self.count = REQUEST_OVERHEAD + size, 1
+            return True
+        self.used += extra
+        self.count += 1
+        return self.count == 1
+
+    @property
+    def full_requests(self) -> int:
+        """The closed requests, plus the open one once another message of its average size would not fit."""
+        open_full = self.count and self.used + self.used // self.count > self.max_request_bytes
+        return self.closed + bool(open_full)
 
 
 def pack(sizes: list[int], max_request_bytes: int) -> tuple[list[list[int]], list[int]]:
     """Indices grouped in order into requests of at most ``max_request_bytes``, and the indices too big alone."""
     groups: list[list[int]] = []
     oversized: list[int] = []
-    current: list[int] = []
-    used = REQUEST_OVERHEAD
+    fill = RequestFill(max_request_bytes)
     for index, size in enumerate(sizes):
         if REQUEST_OVERHEAD + size > max_request_bytes:
             oversized.append(index)
-            continue
-        extra = size + (1 if current else 0)  # the comma between messages
-        if used + extra > max_request_bytes:
-            groups.append(current)
-            current, used, extra = [], REQUEST_OVERHEAD, size
-        current.append(index)
-        used += extra
-    if current:
-        groups.append(current)
+        else:
+            if fill.add(size):
+                groups.append([])
+            groups[-1].append(index)
     return groups, oversized
 
 

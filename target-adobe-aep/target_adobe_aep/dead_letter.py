@@ -19,6 +19,12 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def serialized(value: Any) -> bytes:
+    """``value`` as the dead letter writes it: compact bytes to hold until needed, then ``orjson.Fragment(…)``."""
+    # orjson's bytes keep the capacity its buffer grew to (4 KB or more); a copy holds exactly the JSON.
+    return bytes(memoryview(orjson.dumps(value, default=_json_default)))
+
+
 class TooManyRejectedRecords(RuntimeError):
     """More records were dead-lettered than ``max_rejected_records`` allows."""
 

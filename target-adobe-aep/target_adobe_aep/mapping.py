@@ -53,11 +53,9 @@ def _is_empty(value: Any) -> bool:
 
 def _utc_text(moment: datetime.datetime) -> str:
     """RFC 3339 in UTC with a ``Z``; naive datetimes are taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_UTC)
-    moment = moment.astimezone(_UTC)
-    timespec = "milliseconds" if moment.microsecond else "seconds"
-    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+    if moment.tzinfo is not _UTC:  # the SDK's parsing gives UTC times this very tzinfo
+        moment = moment.replace(tzinfo=_UTC) if moment.tzinfo is None else moment.astimezone(_UTC)
+    return moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")[:-6] + "Z"
 
 
 def plain(value: Any) -> Any:
@@ -72,8 +70,9 @@ def plain(value: Any) -> Any:
     if kind is decimal.Decimal:
         if not value.is_finite():
             return None
-        # The SDK reads JSON numbers as Decimal; integral values stay integers so XDM integer fields validate.
-        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+        # The SDK reads JSON numbers as Decimal; integers (no fraction digits) stay integers so XDM integer fields
+        # validate.
+        return int(value) if value.as_tuple().exponent >= 0 else float(value)
     if kind is dict or isinstance(value, Mapping):
         items = ((k, plain(v)) for k, v in value.items())
         return {k: v for k, v in items if not _is_empty(v)} or None
@@ -148,6 +147,11 @@ def _boolean(value: Any) -> bool:
 
 
 def _string(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int:
+        return str(value)
     if isinstance(value, str):
         return value
     value = plain(value)
@@ -212,7 +216,11 @@ def _concat(parts: list, separator: str) -> str | None:
 
 
 def _coalesce(parts: list) -> Any:
-    return next((v for p in parts if not _is_empty(v := plain(p))), None)
+    for part in parts:
+        value = plain(part)
+        if not _is_empty(value):
+            return value
+    return None
 
 
 def _compare(value: Any, op: str, bound: float, path: str) -> bool:

@@ -1,30 +1,40 @@
-"""AEPSink: one stream's batches, converted to XDM, validated, and published before the SDK may emit state.
+"""AEPSink: one stream's records, converted to XDM and validated as they arrive, published in batches.
 
-``process_batch`` is synchronous on purpose: the SDK writes a STATE message only after ``drain_all`` returned,
-so state never covers a record that is not yet accepted by AEP or written to the dead letter; any failure
-raises and leaves the state where it was.
+A batch keeps only bytes: each message and its source record serialized for the dead letter. It is drained once
+its messages fill ``requests_per_batch`` DCS requests, so memory stays flat whatever the run's size and requests
+go out full. Publishing runs in the background while the next records are converted; the target writes a STATE
+message only after every batch before it is done (``TargetAdobeAEP.wait_for_batches``), so state never covers a
+record that is not yet accepted by AEP or written to the dead letter, and any failure leaves the state where it was.
 """
 
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
 import orjson
 from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
+from singer_sdk.helpers._compat import date_fromisoformat, datetime_fromisoformat, time_fromisoformat
+from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_adobe_aep.dcs import Envelope
+from target_adobe_aep.dcs import REQUEST_OVERHEAD, Envelope, RequestFill
+from target_adobe_aep.dead_letter import serialized
 from target_adobe_aep.mapping import ConversionError, missing_source_paths
 
 if TYPE_CHECKING:
+    from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
+
     from target_adobe_aep.target import TargetAdobeAEP
 
 # AEP Profile guardrails: larger ExperienceEvents and profile records are dropped (EN help/profile/guardrails.md).
 GUARDRAIL_BYTES = {"event": 10 * 1024, "profile": 100 * 1024}
+# The parsers the SDK applies to date-like properties (its Sink._parse_timestamps_in_record).
+_DATE_PARSERS = {"date-time": datetime_fromisoformat, "date": date_fromisoformat, "time": time_fromisoformat}
 
 
 class FastRecordValidator(BaseJSONSchemaValidator):
@@ -48,8 +58,14 @@ class FastRecordValidator(BaseJSONSchemaValidator):
 class AEPSink(BatchSink):
     """Sends one Singer stream to the profile or event dataset its mapping names."""
 
+    # Batches are bounded by bytes (requests_per_batch); rows only bound batches of tiny records.
+    MAX_SIZE_DEFAULT = 100_000
+
     def __init__(self, target: TargetAdobeAEP, *args: Any, **kwargs: Any) -> None:
         self._target = target
+        self._fill = RequestFill(target.config["max_request_bytes"])
+        self._requests_per_batch: int = target.config["requests_per_batch"]
+        self._in_flight: Future | None = None
         super().__init__(target, *args, **kwargs)
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -59,6 +75,10 @@ class AEPSink(BatchSink):
         """Everything that can be wrong with the configuration fails here, when the stream's SCHEMA arrives."""
         super().setup()
         target = self._target
+        properties = self.schema["properties"]
+        self._declared = frozenset(properties)
+        self._date_parsers = {key: _DATE_PARSERS[kind] for key, prop in properties.items()
+                              if (kind := get_datelike_property_type(prop)) in _DATE_PARSERS}  # fmt: skip
         self.mapping = target.mapping(self.stream_name)
         for path in missing_source_paths(self.mapping, self.schema):
             self.logger.warning(
@@ -80,72 +100,117 @@ class AEPSink(BatchSink):
             source=target.name,
         )
         self.max_entity_bytes = GUARDRAIL_BYTES[self.mapping.target]
+        self.max_message_bytes = self.config["max_request_bytes"] - REQUEST_OVERHEAD  # larger: the publisher refuses
         if self.config["dry_run"]:
             safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.stream_name)
             self.dry_run_file = Path(self.config["dry_run_path"]) / f"{safe_name}.jsonl"
         else:
             _ = target.publisher  # connect settings are checked now, not at the first drain
 
-    def _key(self, record: dict) -> dict[str, Any]:
-        return {name: record.get(name) for name in self.key_properties}
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: DatetimeErrorTreatmentEnum) -> None:
+        """The SDK's parsing of date-like properties, with those properties found once per stream rather than
+        once per record and key; records it would warn about or repair go through the SDK's own method."""
+        if schema is not self.schema or not self._declared.issuperset(record):
+            super()._parse_timestamps_in_record(record, schema, treatment)
+            return
+        parsed = {}
+        for key, parse in self._date_parsers.items():
+            value = record.get(key)
+            if value is not None:
+                try:
+                    parsed[key] = parse(value)
+                except ValueError:
+                    super()._parse_timestamps_in_record(record, schema, treatment)
+                    return
+        record.update(parsed)
 
-    def _latest_per_key(self, records: list[dict]) -> list[dict]:
-        """The last record of each key: a later version supersedes an earlier one in the same batch."""
-        if not self.key_properties:
-            return records
-        latest = {tuple(str(record.get(k)) for k in self.key_properties): record for record in records}
-        if len(latest) < len(records):
-            self.tally_duplicate_merged(len(records) - len(latest))
-        return list(latest.values())
+    @property
+    def is_full(self) -> bool:
+        return super().is_full or self._fill.full_requests >= self._requests_per_batch
+
+    def start_drain(self) -> dict:
+        self._fill = RequestFill(self._fill.max_request_bytes)
+        return super().start_drain()
+
+    def _dead(self, reason: str, xdm: Any, record: dict, http_status: int | None = None) -> dict[str, Any]:
+        """A dead-letter entry (the dead letter adds ``time`` and ``stream``)."""
+        key = {name: record.get(name) for name in self.key_properties}
+        return {"key": key, "http_status": http_status, "reason": reason, "xdm": xdm, "record": record}
+
+    def process_record(self, record: dict, context: dict) -> None:
+        """Convert and validate ``record`` now; the batch keeps its message, or its dead-letter entry.
+
+        Within a batch, a later record with the same key properties supersedes an earlier one (in its place).
+        """
+        received = context["received"] = context.get("received", 0) + 1
+        if self.mapping.target == "none":
+            return
+        key = tuple(str(record.get(k)) for k in self.key_properties) if self.key_properties else received
+        pending = context.setdefault("pending", {})
+        pending[key] = converted = self._convert(record)
+        if type(converted) is tuple and len(converted[0]) <= self.max_message_bytes:
+            self._fill.add(len(converted[0]))
+
+    def _convert(self, record: dict) -> tuple[bytes, bytes] | dict[str, Any]:
+        """``(message, serialized record)``, or the dead-letter entry saying why the record cannot be sent."""
+        try:
+            xdm = self.mapping.convert(record)
+        except ConversionError as exc:
+            return self._dead(f"conversion: {exc}", None, record)
+        error = self.validator.error(xdm) if self.validator is not None else None
+        if error is not None:
+            return self._dead(f"XDM validation: {error}", xdm, record)
+        entity = orjson.dumps(xdm)
+        if len(entity) > self.max_entity_bytes:
+            reason = (
+                f"guardrail: XDM {self.mapping.target} of {len(entity)} bytes exceeds AEP's "
+                f"{self.max_entity_bytes // 1024} KB limit"
+            )
+            return self._dead(reason, xdm, record)
+        return self.envelope.wrap(entity), serialized(record)
 
     def process_batch(self, context: dict) -> None:
-        records: list[dict] = context.get("records", [])
+        received: int = context.get("received", 0)
         stream = self.stream_name
         if self.mapping.target == "none":
-            self._target.record_stats(stream, received=len(records), skipped=len(records))
+            self._target.record_stats(stream, received=received, skipped=received)
             return
-        unique = self._latest_per_key(records)
-        dead: list[dict[str, Any]] = []
-        sources: list[tuple[dict, dict]] = []
-        messages: list[bytes] = []
-        for record in unique:
-            try:
-                xdm = self.mapping.convert(record)
-            except ConversionError as exc:
-                dead.append({"reason": f"conversion: {exc}", "xdm": None, "record": record})
-                continue
-            error = self.validator.error(xdm) if self.validator is not None else None
-            if error is not None:
-                dead.append({"reason": f"XDM validation: {error}", "xdm": xdm, "record": record})
-                continue
-            entity = orjson.dumps(xdm)
-            if len(entity) > self.max_entity_bytes:
-                reason = (
-                    f"guardrail: XDM {self.mapping.target} of {len(entity)} bytes exceeds AEP's "
-                    f"{self.max_entity_bytes // 1024} KB limit"
-                )
-                dead.append({"reason": reason, "xdm": xdm, "record": record})
-                continue
-            sources.append((record, xdm))
-            messages.append(self.envelope.wrap(entity))
+        pending: dict = context.pop("pending", {})
+        merged = received - len(pending)
+        if merged:
+            self.tally_duplicate_merged(merged)
+        dead = [entry for entry in pending.values() if type(entry) is dict]
+        sendable: list[tuple[bytes, bytes]] = [entry for entry in pending.values() if type(entry) is tuple]
+        del pending
 
-        counts = {"received": len(records), "duplicates_merged": len(records) - len(unique)}
+        counts = {"received": received, "duplicates_merged": merged}
         if self.config["dry_run"]:
             self.dry_run_file.parent.mkdir(parents=True, exist_ok=True)
             with self.dry_run_file.open("ab") as file:
-                file.write(b"".join(m + b"\n" for m in messages))
-            counts["written"] = len(messages)
-        elif messages:
+                file.write(b"".join(m + b"\n" for m, _ in sendable))
+            self._finish_batch(dead, written=len(sendable), **counts)
+            return
+        # Publishing overlaps with converting the next records. This stream's batches stay in order (a later
+        # version of a record never overtakes an earlier one), and the target writes STATE only once every
+        # batch before it is done (TargetAdobeAEP.wait_for_batches).
+        if self._in_flight is not None:
+            self._in_flight.result()
+        self._in_flight = self._target.in_background(lambda: self._publish(sendable, dead, counts))
+
+    def _publish(self, sendable: list[tuple[bytes, bytes]], dead: list[dict], counts: dict[str, int]) -> None:
+        messages = [message for message, _ in sendable]
+        if messages:
             result = self._target.publisher.publish(messages)
             for rejection in result.rejected:
-                record, xdm = sources[rejection.index]
-                entry = {"reason": rejection.reason, "http_status": rejection.http_status, "xdm": xdm, "record": record}
-                dead.append(entry)
+                message, record = sendable[rejection.index]
+                entry = self._dead(rejection.reason, self.envelope.entity(message), orjson.loads(record),
+                                   rejection.http_status)  # fmt: skip
+                dead.append({**entry, "record": orjson.Fragment(record)})
             counts.update(
                 sent=len(messages), accepted=result.accepted, requests=result.requests, retries=result.retries
             )
-        counts["dead_lettered"] = len(dead)
-        self._target.record_stats(stream, **counts)
-        self._target.dead_letter.write(
-            [{"stream": stream, "key": self._key(e["record"]), "http_status": None, **e} for e in dead]
-        )
+        self._finish_batch(dead, **counts)
+
+    def _finish_batch(self, dead: list[dict], **counts: int) -> None:
+        self._target.record_stats(self.stream_name, dead_lettered=len(dead), **counts)
+        self._target.dead_letter.write([{"stream": self.stream_name, **entry} for entry in dead])

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 import requests
 from singer_sdk import Target
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecReader
 
 from target_adobe_aep.connection import ConfigError, RetryPolicy, checked_url, new_session
 from target_adobe_aep.dcs import Publisher, batch_url
@@ -23,6 +26,8 @@ DEFAULT_SCOPES = "openid,AdobeID,read_organizations,additional_info.projectedPro
 DEFAULT_IDENTITY_NAMESPACES = {"email": "Email", "phone": "Phone", "customer_id": "CapillaryCustomerId"}
 # AEP documents 1 MB per request (413 beyond); stay just under it.
 DEFAULT_MAX_REQUEST_BYTES = 990_000
+# Batches publishing at once (of different streams: a stream's batches go one after the other).
+BATCHES_IN_FLIGHT = 2
 
 
 @dataclass
@@ -49,6 +54,7 @@ class TargetAdobeAEP(Target):
 
     name = "target-adobe-aep"
     default_sink_class = AEPSink
+    message_reader_class = MsgSpecReader  # msgspec decodes input lines about 3x faster than the stdlib reader
 
     config_jsonschema = th.PropertiesList(
         # IMS
@@ -132,6 +138,22 @@ class TargetAdobeAEP(Target):
             description="Largest DCS request body; messages are packed into batch requests up to this size.",
         ),
         th.Property(
+            "requests_per_batch",
+            th.IntegerType(minimum=1),
+            default=4,
+            description="A stream's records are sent once their messages fill this many requests of "
+            "max_request_bytes (or batch_size_rows records arrived, or the input ends). Larger batches leave fewer "
+            "part-filled requests; each holds about 2 x max_request_bytes of memory per request and stream.",
+        ),
+        th.Property(
+            "state_checkpoint_seconds",
+            th.IntegerType(minimum=0),
+            default=60,
+            description="On a STATE from the tap, send every pending record and emit that state once this many "
+            "seconds passed since the last checkpoint, so a killed run resumes from there (the SDK alone waits "
+            "5 minutes or the end of input). Lower: finer resume points, more part-filled requests.",
+        ),
+        th.Property(
             "max_messages_per_second",
             th.NumberType(minimum=1),
             default=8000,
@@ -174,6 +196,8 @@ class TargetAdobeAEP(Target):
         super().__init__(*args, **kwargs)
         self._stats_lock = threading.Lock()
         self.stats: dict[str, StreamStats] = {}
+        self._batches: list[Future] = []
+        self._last_written_state: dict | None = None
 
     # -- shared services, created on first use by a sink's setup (i.e. at SCHEMA time) -------------------------
 
@@ -269,15 +293,52 @@ class TargetAdobeAEP(Target):
             for name, value in counts.items():
                 setattr(stats, name, getattr(stats, name) + value)
 
+    # -- batches published in the background ------------------------------------------------------------
+
+    @functools.cached_property
+    def _batch_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT, thread_name_prefix="batch")
+
+    def in_background(self, job: Callable[[], None]) -> Future:
+        """Run ``job`` (a batch's publishing) while the next records are converted; raises an earlier job's error."""
+        self._batches = [batch for batch in self._batches if not batch.done() or batch.exception()]
+        for batch in self._batches:
+            if batch.done():
+                batch.result()  # raises
+        future = self._batch_executor.submit(job)
+        self._batches.append(future)
+        return future
+
+    def wait_for_batches(self) -> None:
+        """Return once every batch handed to ``in_background`` is done; raise the first failure."""
+        for batch in list(self._batches):
+            batch.result()
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        super()._process_state_message(message_dict)
+        if self._max_record_age_in_minutes * 60 >= self.config["state_checkpoint_seconds"]:
+            self.drain_all()
+
+    def _write_state_message(self, state: dict) -> None:
+        # The SDK writes STATE after draining every sink; our drains may still be publishing: wait for them, so
+        # the state covers only records that AEP accepted or the dead letter holds. A failure raises: no state.
+        self.wait_for_batches()
+        if state != self._last_written_state:  # a checkpoint may already have written it
+            super()._write_state_message(state)
+            self._last_written_state = state
+
     # -- run lifecycle --------------------------------------------------------------------------------------
 
     def listen(self, file_input: IO[str] | None = None) -> None:
         try:
             super().listen(file_input)
+            self.wait_for_batches()
         finally:
             self._finish()
 
     def _finish(self) -> None:
+        if "_batch_executor" in self.__dict__:
+            self._batch_executor.shutdown(wait=True, cancel_futures=True)
         if "publisher" in self.__dict__:
             self.publisher.close()
         for stream, stats in sorted(self.stats.items()):

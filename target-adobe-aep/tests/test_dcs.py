@@ -66,15 +66,44 @@ def test_parse_multi_status_documented_and_kafka_connector_variants() -> None:
     assert parse_multi_status("not an object", 1) == [(False, None, "DCS returned no response entry for this message")]
 
 
-def test_rate_limiter_spaces_calls() -> None:
-    limiter = RateLimiter(200)
-    start = time.monotonic()
-    for _ in range(300):  # 200 burst, then 100 more at 200/s
+class FakeTime:
+    """A clock whose sleeps only move it forward."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_rate_limiter_spaces_calls_from_the_first_one() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(200, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(300):
         limiter.acquire()
-    assert 0.4 <= time.monotonic() - start < 1.5
+    assert fake.now - 1000 == pytest.approx(300 / 200)  # no initial burst
     start = time.monotonic()
     RateLimiter(100).acquire(150)  # a request bigger than the bucket waits for its debt, then passes
-    assert 0.4 <= time.monotonic() - start < 1.5
+    assert 1.4 <= time.monotonic() - start < 2.5
+
+
+@pytest.mark.parametrize("convert_seconds", [0.0, 0.1, 0.3])
+def test_rate_limit_is_exact_over_a_run_when_the_producer_is_faster(convert_seconds: float) -> None:
+    """Batches of 4 requests of 700 messages with some converting time between batches, as the target sends them:
+    the rate from the first request to the last one is the cap."""
+    fake = FakeTime()
+    limiter = RateLimiter(3000, clock=fake.clock, sleep=fake.sleep)
+    sent_at = []
+    for batch in range(30):
+        fake.now += convert_seconds if batch else 0.5  # start-up time before the first batch is not credit
+        for _ in range(4):
+            limiter.acquire(700)
+            sent_at.append(fake.now)
+    rate = 700 * (len(sent_at) - 1) / (sent_at[-1] - sent_at[0])
+    assert rate == pytest.approx(3000, rel=0.001)
 
 
 def publisher(server: BackgroundServer, *, auth: bool = True, max_tries: int = 4, **overrides) -> Publisher:

@@ -120,7 +120,12 @@ def test_token_expiring_mid_run_is_refreshed_before_use(aep: Aep, ims_path: str)
 
 
 def test_401_from_the_inlet_triggers_one_refresh_and_retry(aep: Aep) -> None:
-    revoke = lambda: aep.server.call(aep.state.issuer.revoke_all)  # noqa: E731
+    def revoke() -> None:  # once the first batch (published in the background) has reached the inlet
+        deadline = time.monotonic() + 10
+        while not _dcs_statuses(aep) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        aep.server.call(aep.state.issuer.revoke_all)
+
     run = aep.run(_two_batches(revoke), batch_size_rows=1)
     assert run.states == [{"bookmark": 2}]
     assert _dcs_statuses(aep) == [207, 401, 207]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import logging
 import subprocess
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, Aep, record_message, schema_message, state_message, stream_messages
+from singer_sdk import Target
+from singer_sdk.sinks import Sink
 
 from target_adobe_aep.connection import ConfigError
-from target_adobe_aep.dcs import PublishError
+from target_adobe_aep.dcs import REQUEST_OVERHEAD, Publisher, PublishError, PublishResult, pack
 from target_adobe_aep.dead_letter import TooManyRejectedRecords
 from target_adobe_aep.mapping import MappingError
 
@@ -46,6 +49,30 @@ def test_state_is_emitted_after_everything_is_acknowledged(aep: Aep) -> None:
     assert len(aep.stored(aep.server.config.event_dataset_id)) == 25
     stats = run.target.stats["transactions"]
     assert (stats.received, stats.sent, stats.accepted, stats.dead_lettered, stats.requests) == (25, 25, 25, 0, 3)
+
+
+def test_state_checkpoints_send_pending_records_first(aep: Aep) -> None:
+    """With state_checkpoint_seconds 0 each tap STATE is a checkpoint: the records before it are sent (even a
+    part-filled batch), then the state is emitted; a run killed later resumes from the last checkpoint."""
+    records = transactions(25)
+    dataset = aep.server.config.event_dataset_id
+    stored_at_checkpoint: list[int] = []
+
+    def count_stored() -> None:
+        stored_at_checkpoint.append(len(aep.stored(dataset)))
+
+    messages = [
+        schema_message("transactions"),
+        *(record_message("transactions", r) for r in records[:10]),
+        state_message({"t": 10}),
+        count_stored,
+        *(record_message("transactions", r) for r in records[10:]),
+        state_message({"t": 25}),
+    ]
+    run = aep.run(messages, state_checkpoint_seconds=0)
+    assert run.states == [{"t": 10}, {"t": 25}]
+    assert stored_at_checkpoint == [10]  # the first state was emitted only once its 10 records were in AEP
+    assert len(aep.stored(dataset)) == 25
 
 
 def test_429_storm_with_concurrent_requests_loses_nothing(aep: Aep) -> None:
@@ -266,3 +293,70 @@ def test_console_script_end_to_end(aep: Aep, tmp_path) -> None:
     assert failed.returncode != 0
     assert failed.stdout == ""
     assert "DCS still failing after 2 tries" in failed.stderr
+
+
+def test_batches_drain_by_bytes_into_full_requests_and_state_waits_for_them(
+    aep: Aep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests_per_batch bounds a batch by the requests its messages fill: every drain but the last sends that
+    many requests, each ≥ 90 % full; a STATE line is written only once AEP holds every record before it."""
+    drains: list[list[int]] = []
+    publish = Publisher.publish
+
+    def recording_publish(self: Publisher, messages: list[bytes]) -> PublishResult:
+        drains.append([len(m) for m in messages])
+        return publish(self, messages)
+
+    monkeypatch.setattr(Publisher, "publish", recording_publish)
+    written: list[tuple[dict, int]] = []
+    write_state = Target._write_state_message
+
+    def recording_write_state(self: Target, state: dict) -> None:
+        written.append((state, aep.counts()[aep.config["event_dataset_id"]]["accepted"]))
+        write_state(self, state)
+
+    monkeypatch.setattr(Target, "_write_state_message", recording_write_state)
+    records = transactions(400)
+    messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:250]),
+                state_message({"t": 250}), *(record_message("transactions", r) for r in records[250:]),
+                state_message({"t": 400})]  # fmt: skip
+    run = aep.run(messages, max_request_bytes=20_000, requests_per_batch=3)
+    assert run.states == [{"t": 400}]
+    assert written == [({"t": 400}, 400)]
+    assert sum(map(len, drains)) == 400
+    assert len(drains) > 5
+    for sizes in drains[:-1]:
+        groups, oversized = pack(sizes, 20_000)
+        assert len(groups) == 3
+        assert not oversized
+        fills = [(REQUEST_OVERHEAD + sum(sizes[i] for i in g) + len(g) - 1) / 20_000 for g in groups]
+        assert min(fills) >= 0.9, fills
+    stats = run.target.stats["transactions"]
+    assert (stats.accepted, stats.dead_lettered) == (400, 0)
+
+
+def test_a_background_batch_failure_stops_the_run_before_any_state(aep: Aep) -> None:
+    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"503": 1.0}, "retry_after": 0,
+                                      "max_faults": 100}]})  # fmt: skip
+    records = transactions(200)
+    messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:100]),
+                state_message({"t": 100}), *(record_message("transactions", r) for r in records[100:]),
+                state_message({"t": 200})]  # fmt: skip
+    run = aep.run(messages, expect_error=True, max_retries=0, max_request_bytes=20_000, requests_per_batch=1)
+    assert isinstance(run.error, PublishError)
+    assert run.states == []
+
+
+def test_timestamp_parsing_matches_the_sdk(aep: Aep) -> None:
+    """The sink's per-stream lookup of date-like properties parses exactly what the SDK's own method parses."""
+    run = aep.run([schema_message("transactions")], dry_run=True)
+    sink = run.target.get_sink("transactions")
+    for sample in [*transactions(2), {**transactions(1)[0], "undeclared": 1}]:
+        ours, sdks = copy.deepcopy(sample), copy.deepcopy(sample)
+        sink._parse_timestamps_in_record(ours, sink.schema, sink.datetime_error_treatment)
+        Sink._parse_timestamps_in_record(sink, sdks, sink.schema, sink.datetime_error_treatment)
+        assert ours == sdks
+        assert isinstance(ours["billed_at"], datetime.datetime)
+    invalid = {**transactions(1)[0], "billed_at": "not a time"}
+    with pytest.raises(ValueError, match="Could not parse value 'not a time' for field 'billed_at'"):
+        sink._parse_timestamps_in_record(invalid, sink.schema, sink.datetime_error_treatment)
