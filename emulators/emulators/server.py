@@ -32,19 +32,23 @@ SECRET_PARAMS = frozenset({"client_secret", "secret", "password", "access_token"
 
 
 class RequestLog:
-    """Bounded log of the requests an emulator answered, plus per-route counters."""
+    """Bounded log of the requests an emulator answered, plus per-route request and request-body byte counters."""
 
     def __init__(self, maxlen: int = 100_000) -> None:
         self.entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
         self.counts: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()
 
     def record(self, entry: dict[str, Any]) -> None:
         self.entries.append(entry)
-        self.counts[f"{entry['method']} {entry['route']}"] += 1
+        route = f"{entry['method']} {entry['route']}"
+        self.counts[route] += 1
+        self.bytes[route] += entry["bytes"]
 
     def clear(self) -> None:
         self.entries.clear()
         self.counts.clear()
+        self.bytes.clear()
 
 
 def _route_of(request: web.Request) -> str:
@@ -60,12 +64,17 @@ async def request_log_middleware(
 ) -> web.StreamResponse:
     if request.path.startswith(ADMIN_PREFIX):
         return await handler(request)
+    # Measured request body size: Content-Length, or the body read (and kept for the handler) when chunked.
+    size = request.content_length
+    if size is None:
+        size = len(await request.read()) if request.body_exists else 0
     entry = {
         "time": time.time(),
         "method": request.method,
         "path": request.path,
         "route": _route_of(request),
         "query": {k: "[redacted]" if k.lower() in SECRET_PARAMS else v for k, v in request.query.items()},
+        "bytes": size,
         "status": None,
         "fault": False,
     }
@@ -89,7 +98,9 @@ async def _get_requests(request: web.Request) -> web.Response:
     log = request.app[REQUEST_LOG]
     path = request.query.get("path")
     entries = [e for e in log.entries if path is None or e["path"].startswith(path)]
-    return web.json_response({"count": len(entries), "requests": entries, "by_route": log.counts})
+    return web.json_response(
+        {"count": len(entries), "requests": entries, "by_route": log.counts, "bytes_by_route": log.bytes}
+    )
 
 
 async def _clear_requests(request: web.Request) -> web.Response:

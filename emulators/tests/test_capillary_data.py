@@ -6,10 +6,12 @@ import argparse
 import dataclasses
 import time
 
+import pytest
 import requests
 from test_capillary_support import ANCHOR, api_fixture, customer_ids, query  # noqa: F401
 
 from emulators.capillary import CapillaryConfig, add_cli_arguments, config_from_cli
+from emulators.capillary.api import RESPONSE_CACHE
 from emulators.capillary.store import LoyaltyStore
 
 TABLES = ("customers", "transactions", "ledger", "tiers", "redemptions", "coupons", "rewards", "entities")
@@ -149,6 +151,25 @@ def test_activity_via_python_and_inspection(api):
         f"{api.server.base_url}/_emulator/changed-customers", params={"since": 1_750_000_000}, timeout=5
     ).json()
     assert customer_id in changed["customer_ids"]
+
+
+@pytest.mark.capillary(response_cache_mb=1)
+def test_response_cache_serves_repeats_until_the_data_changes(api):
+    cache = api.server.app[RESPONSE_CACHE]
+    customer_id = customer_ids(api.server)[0]
+    path = f"/v2/customers/{customer_id}/transactions"
+    first = api.get(path, limit=100, offset=0)
+    again = api.get(path, offset=0, limit=100)  # same query in another order: the same entry
+    assert (first.status_code, again.content, cache.hits) == (200, first.content, 1)
+    # Authentication still runs on every request.
+    assert (
+        requests.get(f"{api.server.base_url}{path}", params={"limit": 100, "offset": 0}, timeout=5).status_code == 401
+    )
+    # New data drops the cache: the new bill is in the next answer.
+    result = api.admin("activity", {"new_transactions": 1, "customer_ids": [customer_id]})
+    after = api.get(path, limit=100, offset=0).json()["data"]
+    assert {t["id"] for t in after} - {t["id"] for t in first.json()["data"]} == set(result["transactions_added"])
+    assert cache.hits == 1
 
 
 def test_activity_rejects_unknown_fields(capillary_emulator):

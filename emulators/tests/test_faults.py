@@ -12,11 +12,16 @@ async def _hello(_: web.Request) -> web.Response:
     return web.json_response({"hello": "world"})
 
 
+async def _echo_size(request: web.Request) -> web.Response:
+    return web.json_response({"received": len(await request.read())})
+
+
 @pytest.fixture
 def server():
     app = create_base_app()
     app.router.add_get("/v1/hello", _hello)
     app.router.add_get("/v2/other", _hello)
+    app.router.add_post("/v1/upload", _echo_size)
     with BackgroundServer(app) as srv:
         yield srv
 
@@ -70,6 +75,18 @@ def test_admin_routes_set_faults_and_log_requests(server):
     log = requests.get(f"{base}/_emulator/requests", timeout=5).json()
     assert [(e["status"], e["fault"]) for e in log["requests"]] == [(500, True), (200, False)]
     assert log["by_route"] == {"GET /v1/hello": 2}
+
+
+def test_request_log_measures_body_bytes_per_route(server):
+    url = f"{server.base_url}/v1/upload"
+    sized = requests.post(url, data=b"x" * 1000, timeout=5)
+    # A generator body is sent chunked (no Content-Length): the log reads the body and the handler still gets it.
+    chunked = requests.post(url, data=(b"y" * 250 for _ in range(3)), timeout=5)
+    assert (sized.json(), chunked.json()) == ({"received": 1000}, {"received": 750})
+    requests.get(f"{server.base_url}/v1/hello", timeout=5)
+    log = requests.get(f"{server.base_url}/_emulator/requests", timeout=5).json()
+    assert [e["bytes"] for e in log["requests"]] == [1000, 750, 0]
+    assert log["bytes_by_route"] == {"POST /v1/upload": 1750, "GET /v1/hello": 0}
 
 
 def test_profile_rejects_unknown_keys():

@@ -12,9 +12,11 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from emulators.capillary.auth import TOKEN_PATH, Authenticator
+from emulators.capillary.cache import ResponseCache
 from emulators.capillary.render import Clock, Renderer
 from emulators.capillary.store import LoyaltyStore
 
@@ -22,6 +24,7 @@ STORE = web.AppKey("capillary_store", LoyaltyStore)
 AUTH = web.AppKey("capillary_auth", Authenticator)
 CLOCK = web.AppKey("capillary_clock", Clock)
 CONFIG = web.AppKey("capillary_config", object)
+RESPONSE_CACHE = web.AppKey("capillary_response_cache", ResponseCache)
 
 DAY = 86_400
 V11_BATCH_LIMIT = 100  # customer/get ids per call; past it: 1060 "batch limit exceeded" (limit value undocumented)
@@ -78,21 +81,29 @@ def renderer(request: web.Request) -> Renderer:
 
 
 def handler(fn: Callable[[web.Request], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Wraps a function returning (body, status), sync or async; an ApiError becomes its response."""
+    """Wraps a function returning (body, status), sync or async; an ApiError becomes its response.
+
+    With the response cache on (benchmark mode), a GET answered before is sent from the cache.
+    """
 
     async def wrapped(request: web.Request) -> web.Response:
-        try:
-            result = fn(request)
-            body, status = await result if inspect.isawaitable(result) else result
-        except ApiError as exc:
-            return web.json_response(exc.body, status=exc.status, dumps=_dumps)
-        return web.json_response(body, status=status, dumps=_dumps)
+        cache = request.app.get(RESPONSE_CACHE) if request.method == "GET" else None
+        key = ResponseCache.key(request) if cache is not None else None
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            status, body = cached
+        else:
+            try:
+                result = fn(request)
+                data, status = await result if inspect.isawaitable(result) else result
+            except ApiError as exc:
+                data, status = exc.body, exc.status
+            body = orjson.dumps(data)
+            if cache is not None:
+                cache.put(key, status, body)
+        return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
 
     return wrapped
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 # -- OAuth ----------------------------------------------------------------------------------------------------

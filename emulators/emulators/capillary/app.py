@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from emulators.capillary.admin import ADMIN, CapillaryAdmin, add_admin_routes
-from emulators.capillary.api import AUTH, CLOCK, CONFIG, STORE, add_routes
+from emulators.capillary.api import AUTH, CLOCK, CONFIG, RESPONSE_CACHE, STORE, add_routes
 from emulators.capillary.auth import Authenticator, auth_middleware
+from emulators.capillary.cache import ResponseCache
 from emulators.capillary.config import CapillaryConfig
 from emulators.capillary.render import Clock, Renderer
 from emulators.capillary.store import LoyaltyStore
@@ -45,6 +46,8 @@ def create_app(config: CapillaryConfig | None = None) -> web.Application:
     app[CLOCK] = clock
     app[AUTH] = auth
     app[ADMIN] = CapillaryAdmin(store, auth, Renderer(clock, store.entities))
+    if config.response_cache_mb > 0:
+        app[RESPONSE_CACHE] = ResponseCache(store, int(config.response_cache_mb * 1024 * 1024))
     app[ERROR_BODY] = fault_body
     app[REVOKE_TOKENS] = auth.revoke_all
     app.middlewares.append(auth_middleware(auth))

@@ -36,6 +36,7 @@ HELP = {
     "ledger_max_window_days": "longest startDate..endDate window of the points ledger (docs: 90; 60 in the code table)",
     "db_path": "SQLite file holding the generated data; default: a temporary file removed on shutdown",
     "faults": "fault profile as JSON, or @path to a JSON file (see emulators.faults)",
+    "response_cache_mb": "benchmark mode: keep rendered GET responses (up to this many MB) until data changes; 0: off",
 }
 
 
@@ -73,6 +74,7 @@ class CapillaryConfig:
     ledger_max_window_days: int = 90
     db_path: str | None = None
     faults: dict[str, Any] | None = None
+    response_cache_mb: float = 0
 
     @property
     def anchor_epoch(self) -> int:
@@ -83,7 +85,15 @@ class CapillaryConfig:
 
     def scale(self) -> dict[str, Any]:
         """The fields that determine the generated data (for reproducibility checks)."""
-        skip = {"oauth_clients", "till_credentials", "token_ttl_seconds", "db_path", "entity_search_enabled", "faults"}
+        skip = {
+            "oauth_clients",
+            "till_credentials",
+            "token_ttl_seconds",
+            "db_path",
+            "entity_search_enabled",
+            "faults",
+            "response_cache_mb",
+        }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip and "max_" not in f.name}
 
 

@@ -145,6 +145,7 @@ class LoyaltyStore:
             self._generate()
             self._set_meta("scale", fingerprint)
         self.entities = {row["id"]: dict(row) for row in self.db.execute("SELECT * FROM entities")}
+        self.data_version = 0  # bumped by every change after generation (drops the response cache)
 
     def close(self) -> None:
         self.db.close()
@@ -293,6 +294,7 @@ class LoyaltyStore:
         self._set_meta("ids", json.dumps(vars(ids)))
         self._set_meta("activity_runs", str(runs))
         db.execute("COMMIT")
+        self.data_version += 1
         self.entities = {row["id"]: dict(row) for row in db.execute("SELECT * FROM entities")}
         return result
 
