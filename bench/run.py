@@ -51,7 +51,7 @@ BASELINE_PROJECT = Path(__file__).resolve().parent / "baseline"
 RECORDS_PER_CUSTOMER = 16.8
 HISTORY_DAYS = 120
 TARGET_EXECUTABLE = ROOT / ".meltano" / "loaders" / "target-adobe-aep" / "venv" / "bin" / "target-adobe-aep"
-UNCAPPED = 1e9  # a client-side rate limit that never binds
+UNCAPPED = 1_000_000_000  # a client-side rate limit that never binds
 # Capillary benchmark mode: rendered GET responses kept until the data changes (replaying a tap run: 0.3
 # instead of 0.6 ms of emulator CPU per request). Holds the ~12k responses of a 20k-record run; a 1M run
 # overflows it (oldest dropped first).
@@ -234,7 +234,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000, help="approximate records to generate (1000000: 1M)")
     parser.add_argument("--meltano", default=str(ROOT / ".venv-meltano" / "bin" / "meltano"))
-    parser.add_argument("--cap", type=float, default=3000, help="max_messages_per_second of the capped target run")
+    parser.add_argument("--cap", type=int, default=3000, help="max_messages_per_second of the capped target run")
     parser.add_argument("--latency-ms", type=int, default=50, help="Capillary latency of the concurrency comparison")
     parser.add_argument("--latency-customers", type=int, default=40, help="customers read in the latency runs")
     parser.add_argument("--workdir", type=Path, default=ROOT / "output" / "bench")

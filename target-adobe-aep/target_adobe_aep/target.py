@@ -155,13 +155,13 @@ class TargetAdobeAEP(Target):
         ),
         th.Property(
             "max_messages_per_second",
-            th.NumberType(minimum=1),
+            th.IntegerType(minimum=1),
             default=8000,
             description="Client-side message rate limit (AEP documents 10,000 messages/s).",
         ),
         th.Property(
             "max_requests_per_second",
-            th.NumberType(minimum=1),
+            th.IntegerType(minimum=1),
             default=800,
             description="Client-side request rate limit (AEP documents 1,000 requests/s).",
         ),
@@ -172,14 +172,19 @@ class TargetAdobeAEP(Target):
             default=5,
             description="Retries of a request after 429, 5xx or a dropped connection before the run fails.",
         ),
+        # Integers on purpose: Meltano 4.4.1 crashes on a `kind: decimal` value given as an environment variable.
         th.Property(
-            "retry_backoff_seconds",
-            th.NumberType(minimum=0),
-            default=0.5,
-            description="First backoff step; doubles per retry, full jitter, never below Retry-After, at most 60 s.",
+            "retry_backoff_ms",
+            th.IntegerType(minimum=0),
+            default=500,
+            description="First backoff step in ms; doubles per retry, full jitter, never below Retry-After, "
+            "at most 60 s.",
         ),
         th.Property(
-            "request_timeout_seconds", th.NumberType(minimum=1), default=60, description="Timeout of each HTTP request."
+            "request_timeout_seconds",
+            th.IntegerType(minimum=1),
+            default=60,
+            description="Timeout of each HTTP request.",
         ),
         th.Property(
             "dry_run",
@@ -204,7 +209,7 @@ class TargetAdobeAEP(Target):
     @functools.cached_property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
-            max_tries=self.config["max_retries"] + 1, base_seconds=float(self.config["retry_backoff_seconds"])
+            max_tries=self.config["max_retries"] + 1, base_seconds=self.config["retry_backoff_ms"] / 1000
         )
 
     @functools.cached_property

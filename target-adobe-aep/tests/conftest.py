@@ -144,6 +144,6 @@ def aep(adobe_emulator: BackgroundServer, tmp_path: Path) -> Aep:
         "event_schema_id": schemas[cfg.event_dataset_id].id,
         "dead_letter_path": str(tmp_path / "dead-letter.jsonl"),
         "dry_run_path": str(tmp_path / "dry-run"),
-        "retry_backoff_seconds": 0.01,
+        "retry_backoff_ms": 10,
     }
     return Aep(adobe_emulator, tmp_path, config)
