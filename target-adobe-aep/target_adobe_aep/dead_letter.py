@@ -13,7 +13,7 @@ import orjson
 
 
 def _json_default(value: Any) -> Any:
-    """Source records hold the SDK's Decimals: keep them numbers, so a replay reads what the tap wrote."""
+    """Decimals (records decoded the SDK's way) stay numbers, so a replay reads what the tap wrote."""
     if isinstance(value, decimal.Decimal) and value.is_finite():
         return int(value) if value == value.to_integral_value() else float(value)
     return str(value)

@@ -458,6 +458,8 @@ class StreamMapping:
     target: str
     origin: str
     source_paths: tuple[str, ...]
+    #: The XDM paths the mapping can write, as a tree: ``{key: subtree}``, None for a value written whole.
+    output_tree: dict[str, Any]
     _convert: Callable[[Record], dict]
 
     def convert(self, record: Record) -> dict:
@@ -485,6 +487,21 @@ def _check_event(event: dict) -> None:
             f"the ExperienceEvent timestamp {timestamp!r} is in the future or has no UTC offset; AEP requires the past"
         )
         raise ConversionError(msg)
+
+
+def _output_tree(rules: list[dict], tenant_id: str) -> dict[str, Any]:
+    """The XDM paths ``rules`` can write (``each`` rules: the paths of one list element)."""
+    tree: dict[str, Any] = {}
+    for rule in rules:
+        if "identity" in rule:
+            tree["identityMap"] = None  # keyed by namespace: written whole
+            continue
+        *parents, leaf = rule["to"].replace("{tenant_id}", tenant_id).split(".")
+        node = tree
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = _output_tree(rule["fields"], tenant_id) if "each" in rule else None
+    return tree
 
 
 def _source_paths(rules: list[dict], prefix: str = "") -> list[str]:
@@ -551,7 +568,8 @@ def compile_mapping(
         msg = f"the mapping for stream {stream!r} ({origin}) writes tenant fields: set the tenant_id setting"
         raise MappingError(msg)
     convert = _Codegen(_Context(stream, tenant_id, identity_namespaces)).function(rules)
-    return StreamMapping(stream, document["target"], origin, tuple(_source_paths(rules)), convert)
+    output_tree = _output_tree(rules, tenant_id)
+    return StreamMapping(stream, document["target"], origin, tuple(_source_paths(rules)), output_tree, convert)
 
 
 def _walk(rules: list[dict]) -> list[dict]:

@@ -91,7 +91,7 @@ class AEPSink(BatchSink):
             return
         dataset_id, schema_id = target.destination(self.mapping.target)
         if self.config["validate_xdm"]:
-            self.validator = target.schemas.validator(schema_id)
+            self.validator = target.schemas.validator(schema_id, self.mapping.output_tree)
         self.envelope = Envelope(
             schema_id=schema_id,
             dataset_id=dataset_id,

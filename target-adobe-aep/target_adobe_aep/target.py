@@ -9,10 +9,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
+import msgspec
 import requests
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
+from singer_sdk.exceptions import InvalidInputLine
 
 from target_adobe_aep.connection import ConfigError, RetryPolicy, checked_url, new_session
 from target_adobe_aep.dcs import Publisher, batch_url
@@ -28,6 +30,23 @@ DEFAULT_IDENTITY_NAMESPACES = {"email": "Email", "phone": "Phone", "customer_id"
 DEFAULT_MAX_REQUEST_BYTES = 990_000
 # Batches publishing at once (of different streams: a stream's batches go one after the other).
 BATCHES_IN_FLIGHT = 2
+
+
+class InputReader(MsgSpecReader):
+    """Input lines decoded by msgspec (about 3x faster than the stdlib reader), numbers as ints and floats.
+
+    The SDK's reader makes every fraction a Decimal, which only costs time here: XDM numbers are doubles, so the
+    mapping and the dead letter turned them into floats anyway.
+    """
+
+    _decoder = msgspec.json.Decoder()
+
+    def deserialize_json(self, line: str) -> dict:
+        try:
+            return self._decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            msg = f"Unable to parse line as JSON ({exc}): {line[:200]}"
+            raise InvalidInputLine(msg) from exc
 
 
 @dataclass
@@ -54,7 +73,7 @@ class TargetAdobeAEP(Target):
 
     name = "target-adobe-aep"
     default_sink_class = AEPSink
-    message_reader_class = MsgSpecReader  # msgspec decodes input lines about 3x faster than the stdlib reader
+    message_reader_class = InputReader
 
     config_jsonschema = th.PropertiesList(
         # IMS

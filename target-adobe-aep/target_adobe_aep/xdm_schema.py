@@ -53,13 +53,38 @@ def closed(schema: Any) -> Any:
     return result
 
 
-class XdmValidator:
-    """One compiled XDM schema."""
+# Keywords under which pruning stops: their subschemas constrain values in ways a path tree cannot follow.
+_UNPRUNABLE = ("allOf", "anyOf", "oneOf", "not", "if", "$ref", "patternProperties", "dependencies")
 
-    def __init__(self, schema_id: str, schema: dict) -> None:
+
+def pruned(schema: Any, tree: dict[str, Any] | None) -> Any:
+    """``schema`` without the properties a mapping cannot write (``tree``, see ``StreamMapping.output_tree``).
+
+    A converted entity only holds keys of ``tree``, so validating it against the pruned schema gives the same
+    verdict as against the whole one; what changes is the cost: compiled validators test every declared
+    property of each object they visit, and an XDM class with its field groups declares hundreds. ``required``
+    and ``additionalProperties`` stay as they are, so missing and extraneous keys are still refused.
+    """
+    if tree is None or not isinstance(schema, dict) or any(key in schema for key in _UNPRUNABLE):
+        return schema
+    result = dict(schema)
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        result["properties"] = {key: pruned(sub, tree[key]) for key, sub in properties.items() if key in tree}
+    if isinstance(schema.get("items"), dict):
+        result["items"] = pruned(schema["items"], tree)
+    return result
+
+
+class XdmValidator:
+    """One compiled XDM schema, reduced to what one mapping writes."""
+
+    def __init__(self, schema_id: str, schema: dict, output_tree: dict[str, Any] | None = None) -> None:
         self.schema_id = schema_id
         self._validate = fastjsonschema.compile(
-            closed(schema), handlers={"http": _refuse_remote, "https": _refuse_remote}, formats=_FORMATS
+            pruned(closed(schema), output_tree),
+            handlers={"http": _refuse_remote, "https": _refuse_remote},
+            formats=_FORMATS,
         )
 
     def error(self, entity: dict) -> str | None:
@@ -72,7 +97,7 @@ class XdmValidator:
 
 
 class SchemaCatalog:
-    """Validators by schema id, each loaded and compiled on first use; safe to share between sinks."""
+    """XDM schemas by id, each loaded once, and a validator per schema and mapping; safe to share between sinks."""
 
     def __init__(
         self,
@@ -83,13 +108,15 @@ class SchemaCatalog:
         self._files = dict(files)
         self._fetch = fetch
         self._lock = threading.Lock()
-        self._validators: dict[str, XdmValidator] = {}
+        self._schemas: dict[str, dict] = {}
 
-    def validator(self, schema_id: str) -> XdmValidator:
+    def validator(self, schema_id: str, output_tree: dict[str, Any] | None = None) -> XdmValidator:
+        """A validator of ``schema_id`` for entities holding only the paths of ``output_tree`` (None: any)."""
         with self._lock:
-            if schema_id not in self._validators:
-                self._validators[schema_id] = XdmValidator(schema_id, self._load(schema_id))
-            return self._validators[schema_id]
+            if schema_id not in self._schemas:
+                self._schemas[schema_id] = self._load(schema_id)
+            schema = self._schemas[schema_id]
+        return XdmValidator(schema_id, schema, output_tree)
 
     def _load(self, schema_id: str) -> dict:
         path = self._files.get(schema_id)

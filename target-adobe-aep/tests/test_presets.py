@@ -11,6 +11,8 @@ import requests
 from conftest import SAMPLES, STREAMS, Aep, stream_messages, tap_schema
 
 from target_adobe_aep.mapping import compile_mapping, load_document, missing_source_paths
+from target_adobe_aep.xdm_schema import XdmValidator, closed
+from target_adobe_aep.xdm_schema import pruned as pruned_schema
 
 NAMESPACES = {"email": "Email", "phone": "Phone", "customer_id": "CapillaryCustomerId"}
 STORES_AS_EVENTS = Path(__file__).parent.parent / "examples" / "stores-as-events.json"
@@ -213,3 +215,52 @@ def test_every_preset_passes_aep_sync_validation(aep: Aep) -> None:
         )
         assert response.status_code == 200, response.text
         assert response.json()["syncValidation"] == {"status": "pass"}
+
+
+def _leaves(node: dict, path: tuple = ()) -> list[tuple]:
+    """Paths of the string/number leaves of an XDM entity (list elements by index)."""
+    found = []
+    for key, value in node.items():
+        items = enumerate(value) if isinstance(value, list) else [(key, value)]
+        for step, item in items:
+            where = (*path, key, step) if isinstance(value, list) else (*path, key)
+            if isinstance(item, dict):
+                found += _leaves(item, where)
+            elif isinstance(item, (str, int, float)) and not isinstance(item, bool):
+                found.append(where)
+    return found
+
+
+def _with(entity: dict, path: tuple, value: object) -> dict:
+    copy = json.loads(json.dumps(entity))
+    node = copy
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return copy
+
+
+@pytest.mark.parametrize("stream", ["customers", *EVENT_STREAMS])
+def test_validators_pruned_to_a_mapping_give_the_whole_schemas_verdicts(aep: Aep, stream: str) -> None:
+    """Validation runs against the schema reduced to what the mapping writes: same verdict and message as the
+    whole schema for valid entities, wrong types in written fields, missing required fields and extra keys."""
+    mapping = _mapping(stream)
+    dataset = aep.config[f"{mapping.target}_dataset_id"]
+    schema = aep.state.dcs.schemas[dataset].body
+    whole, pruned = XdmValidator("whole", schema), XdmValidator("pruned", schema, mapping.output_tree)
+    tenant = mapping.output_tree["_capillarydemo"]
+    assert len(json.dumps(pruned_schema(closed(schema), mapping.output_tree))) < len(json.dumps(schema)) / 2
+
+    entities = [mapping.convert(record) for record in SAMPLES[stream]]
+    variants = list(entities)
+    for entity in entities[:3]:
+        variants += [_with(entity, leaf, {"not": "a leaf"}) for leaf in _leaves(entity)]
+        variants += [_with(entity, leaf, True) for leaf in _leaves(entity)]
+        variants += [_with(entity, ("_capillarydemo", "unknownField"), "x"), _with(entity, ("unknownTop",), 1)]
+        variants += [{k: v for k, v in entity.items() if k != key} for key in entity]
+    verdicts = [(whole.error(v), pruned.error(v)) for v in variants]
+
+    assert tenant, "the mapping writes tenant fields"
+    assert all(full == reduced for full, reduced in verdicts), [pair for pair in verdicts if pair[0] != pair[1]][:3]
+    assert all(full is None for full, _ in verdicts[: len(entities)])
+    assert sum(full is not None for full, _ in verdicts) > len(variants) // 2
