@@ -22,8 +22,12 @@ $(MELTANO):
 	$(MELTANO_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(MELTANO_VENV)/bin/python -m pip install --quiet "meltano>=4.4.1,<4.5"
 
+# Bytecode compiled once at install: Meltano's installer writes none, and with PYTHONDONTWRITEBYTECODE (set on
+# some machines, CI among them) every plugin start would compile its dependencies again.
 .meltano/.installed: $(MELTANO) meltano.yml $(foreach p,tap-capillary target-adobe-aep,$(p)/pyproject.toml)
 	$(MELTANO) install
+	for venv in .meltano/*/*/venv; do "$$venv/bin/python" -m compileall -q -j 0 "$$venv/lib" >/dev/null || exit 1; done
+	$(MELTANO_VENV)/bin/python -m compileall -q tap-capillary/tap_capillary target-adobe-aep/target_adobe_aep
 	touch $@
 
 install: $(VENV)/.installed .meltano/.installed

@@ -102,11 +102,11 @@ class TapCapillary(Tap):
         th.Property(
             "max_workers",
             th.IntegerType,
-            default=8,
+            default=16,
             description=(
                 "Concurrent API requests (customers read in parallel, and a customer's independent requests such "
-                "as bill details and ledger ranges). Capillary documents no read rate limits; requests_per_minute "
-                "is the budget."
+                "as bill details and ledger ranges): the run waits on API latency, not CPU, so more workers than "
+                "cores pay. Capillary documents no read rate limits; requests_per_minute is the budget."
             ),
         ),
         th.Property(
