@@ -10,7 +10,6 @@ record that is not yet accepted by AEP or written to the dead letter, and any fa
 from __future__ import annotations
 
 import re
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +64,6 @@ class AEPSink(BatchSink):
         self._target = target
         self._fill = RequestFill(target.config["max_request_bytes"])
         self._requests_per_batch: int = target.config["requests_per_batch"]
-        self._in_flight: Future | None = None
         super().__init__(target, *args, **kwargs)
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -145,11 +143,23 @@ class AEPSink(BatchSink):
         received = context["received"] = context.get("received", 0) + 1
         if self.mapping.target == "none":
             return
-        key = tuple(str(record.get(k)) for k in self.key_properties) if self.key_properties else received
+        key = tuple(map(record.get, self.key_properties)) if self.key_properties else received
         pending = context.setdefault("pending", {})
-        pending[key] = converted = self._convert(record)
+        converted = self._convert(record)
+        try:
+            pending[key] = converted
+        except TypeError:  # a key property holding a list or an object
+            pending[orjson.dumps(key, default=str)] = converted
         if type(converted) is tuple and len(converted[0]) <= self.max_message_bytes:
             self._fill.add(len(converted[0]))
+
+    def process_batch_files(self, encoding: Any, files: Any) -> None:
+        """BATCH messages would bypass conversion, validation and counting: refuse them rather than drop them."""
+        msg = (
+            f"stream '{self.stream_name}' sent a BATCH message, which target-adobe-aep does not support: run the "
+            "tap without batch_config, so that it sends RECORD messages"
+        )
+        raise NotImplementedError(msg)
 
     def _convert(self, record: dict) -> tuple[bytes, bytes] | dict[str, Any]:
         """``(message, serialized record)``, or the dead-letter entry saying why the record cannot be sent."""
@@ -190,12 +200,9 @@ class AEPSink(BatchSink):
                 file.write(b"".join(m + b"\n" for m, _ in sendable))
             self._finish_batch(dead, written=len(sendable), **counts)
             return
-        # Publishing overlaps with converting the next records. This stream's batches stay in order (a later
-        # version of a record never overtakes an earlier one), and the target writes STATE only once every
-        # batch before it is done (TargetAdobeAEP.wait_for_batches).
-        if self._in_flight is not None:
-            self._in_flight.result()
-        self._in_flight = self._target.in_background(lambda: self._publish(sendable, dead, counts))
+        # Publishing overlaps with converting the next records. This stream's batches stay in order, and the
+        # target writes STATE only once every batch before it is done (TargetAdobeAEP.wait_for_batches).
+        self._target.in_background(self.stream_name, lambda: self._publish(sendable, dead, counts))
 
     def _publish(self, sendable: list[tuple[bytes, bytes]], dead: list[dict], counts: dict[str, int]) -> None:
         messages = [message for message, _ in sendable]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from types import FrameType
 from typing import IO, Any
 
 import msgspec
@@ -220,7 +222,9 @@ class TargetAdobeAEP(Target):
         super().__init__(*args, **kwargs)
         self._stats_lock = threading.Lock()
         self.stats: dict[str, StreamStats] = {}
+        self._batches_lock = threading.Lock()  # sinks drain (and so publish) from several threads at once
         self._batches: list[Future] = []
+        self._last_batch_of: dict[str, Future] = {}  # per stream: its batches are published one after the other
         self._last_written_state: dict | None = None
 
     # -- shared services, created on first use by a sink's setup (i.e. at SCHEMA time) -------------------------
@@ -323,20 +327,40 @@ class TargetAdobeAEP(Target):
     def _batch_executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT, thread_name_prefix="batch")
 
-    def in_background(self, job: Callable[[], None]) -> Future:
-        """Run ``job`` (a batch's publishing) while the next records are converted; raises an earlier job's error."""
-        self._batches = [batch for batch in self._batches if not batch.done() or batch.exception()]
-        for batch in self._batches:
-            if batch.done():
-                batch.result()  # raises
-        future = self._batch_executor.submit(job)
-        self._batches.append(future)
-        return future
+    def in_background(self, stream: str, job: Callable[[], None]) -> None:
+        """Run ``job`` (a batch of ``stream``) while the next records are converted, once the stream's previous
+        batch is done: a later version of a record never overtakes an earlier one, even across a sink replaced
+        by a schema change. Raises an earlier batch's error."""
+        with self._batches_lock:
+            previous = self._last_batch_of.get(stream)
+        if previous is not None:
+            previous.result()
+        with self._batches_lock:
+            self._batches = [batch for batch in self._batches if not batch.done() or batch.exception()]
+            failed = [batch for batch in self._batches if batch.done()]
+            if not failed:
+                self._last_batch_of[stream] = future = self._batch_executor.submit(job)
+                self._batches.append(future)
+        for batch in failed:
+            batch.result()  # raises
 
     def wait_for_batches(self) -> None:
         """Return once every batch handed to ``in_background`` is done; raise the first failure."""
-        for batch in list(self._batches):
+        with self._batches_lock:
+            batches = list(self._batches)
+        for batch in batches:
             batch.result()
+
+    def get_sink(self, stream_name: str, *, record: dict | None = None, schema: dict | None = None,
+                 key_properties: Any = None) -> AEPSink:  # fmt: skip
+        """The SDK's sink lookup; a sink replaced by a schema change is drained first, so its records go out
+        before any record that follows the new SCHEMA (the SDK would leave them until the next full drain)."""
+        existing = self._sinks_active.get(stream_name)
+        if schema is not None and existing is not None:
+            replaced = (existing.original_schema, existing.key_properties) != (schema, key_properties)
+            if replaced:
+                self.drain_one(existing)
+        return super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties)
 
     def _process_state_message(self, message_dict: dict) -> None:
         super()._process_state_message(message_dict)
@@ -347,11 +371,27 @@ class TargetAdobeAEP(Target):
         # The SDK writes STATE after draining every sink; our drains may still be publishing: wait for them, so
         # the state covers only records that AEP accepted or the dead letter holds. A failure raises: no state.
         self.wait_for_batches()
+        if self.config["dry_run"]:
+            if self._last_written_state is None:
+                self.logger.info("Dry run: STATE messages are withheld, so bookmarks do not move")
+                self._last_written_state = {}
+            return
         if state != self._last_written_state:  # a checkpoint may already have written it
             super()._write_state_message(state)
             self._last_written_state = state
 
     # -- run lifecycle --------------------------------------------------------------------------------------
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """Stop at once, writing no STATE (the SDK drains and writes STATE from the signal handler, over records
+        that the interrupted code had taken out of their batch but not yet published). The last STATE written
+        stays true; the next run sends again what came after it. Exits 128 + the signal number: a failed run."""
+        self.logger.warning(
+            "Received termination signal %d: stopping without writing STATE; the next run resumes from the last "
+            "STATE written",
+            signum,
+        )
+        sys.exit(128 + signum)
 
     def listen(self, file_input: IO[str] | None = None) -> None:
         try:

@@ -6,12 +6,14 @@ import copy
 import datetime
 import json
 import logging
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, Aep, record_message, schema_message, state_message, stream_messages
+from conftest import SAMPLES, Aep, record_message, schema_message, state_message, stream_messages, tap_schema
 from singer_sdk import Target
 from singer_sdk.sinks import Sink
 
@@ -168,7 +170,7 @@ def test_dry_run_converts_and_validates_but_sends_nothing(aep: Aep) -> None:
     run = aep.run([*stream_messages("transactions", records, {"t": 3}), *stream_messages("stores", SAMPLES["stores"])],
                   dry_run=True, client_id=None, client_secret=None,
                   schema_files={aep.config["event_schema_id"]: str(write_event_schema(aep))})  # fmt: skip
-    assert run.states == [{"t": 3}]
+    assert run.states == []  # a dry run must not move the bookmarks past records it did not send
     assert aep.requests("/") == []  # not even IMS or the Schema Registry
     lines = (aep.tmp_path / "dry-run" / "transactions.jsonl").read_text().splitlines()
     messages = [json.loads(line) for line in lines]
@@ -360,3 +362,79 @@ def test_timestamp_parsing_matches_the_sdk(aep: Aep) -> None:
     invalid = {**transactions(1)[0], "billed_at": "not a time"}
     with pytest.raises(ValueError, match="Could not parse value 'not a time' for field 'billed_at'"):
         sink._parse_timestamps_in_record(invalid, sink.schema, sink.datetime_error_treatment)
+
+
+def test_sigterm_stops_without_state_while_batches_are_in_flight(aep: Aep, tmp_path: Path) -> None:
+    """A SIGTERM while a batch publishes and the next one waits for it: exit 143 and no STATE (the SDK's handler
+    would drain and write a STATE over records the interrupted code had taken but not sent)."""
+    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "latency_ms": 3000}]})
+    records = transactions(20)
+    messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:19]),
+                state_message({"t": 19}), record_message("transactions", records[19])]  # fmt: skip
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**aep.config, "batch_size_rows": 10}))
+    command = [str(Path(sys.executable).parent / "target-adobe-aep"), "--config", str(config)]
+    pipe = subprocess.PIPE
+    process = subprocess.Popen(command, stdin=pipe, stdout=pipe, stderr=pipe, text=True)
+    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+    process.stdin.flush()  # stdin stays open, as while the tap still runs
+    deadline = time.monotonic() + 30
+    while not aep.requests("/collection/batch/") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # the second batch is full and waits for the first
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert out == ""
+    assert "Received termination signal 15: stopping without writing STATE" in err
+
+
+def test_batch_messages_are_refused_not_dropped(aep: Aep, tmp_path: Path) -> None:
+    batch_file = tmp_path / "batch.jsonl"
+    batch_file.write_text("".join(json.dumps(r) + "\n" for r in transactions(3)))
+    batch = {"type": "BATCH", "stream": "transactions", "encoding": {"format": "jsonl", "compression": None},
+             "manifest": [batch_file.as_uri()]}  # fmt: skip
+    run = aep.run([schema_message("transactions"), batch, state_message({"t": 3})], expect_error=True)
+    assert "does not support" in str(run.error)
+    assert "batch_config" in str(run.error)
+    assert run.states == []
+
+
+def test_a_schema_change_never_lets_an_older_version_overtake_a_newer_one(
+    aep: Aep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[float] = []
+    publish = Publisher.publish
+
+    def recording_publish(self: Publisher, messages: list[bytes]) -> PublishResult:
+        entities = [json.loads(m)["body"]["xdmEntity"]["commerce"]["order"] for m in messages]
+        published.extend(e["priceTotal"] for e in entities if e["purchaseID"] == "B-0")
+        return publish(self, messages)
+
+    monkeypatch.setattr(Publisher, "publish", recording_publish)
+    old, other = transactions(2)
+    new = {**old, "amount": 2.0}
+    changed = copy.deepcopy(tap_schema("transactions"))
+    changed["properties"]["extra"] = {"type": ["null", "string"]}
+    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "latency_ms": 300}]})
+    messages = [schema_message("transactions"), record_message("transactions", old),
+                schema_message("transactions", changed), record_message("transactions", new),
+                record_message("transactions", other), state_message({"t": 1})]  # fmt: skip
+    run = aep.run(messages, batch_size_rows=2)
+    assert run.states == [{"t": 1}]
+    stored = aep.stored(aep.config["event_dataset_id"])
+    totals = [e["commerce"]["order"]["priceTotal"] for e in stored if e["commerce"]["order"]["purchaseID"] == "B-0"]
+    assert published == [old["amount"], 2.0]
+    assert totals == [old["amount"], 2.0]
+
+
+def test_a_null_key_and_the_text_none_are_different_records(aep: Aep) -> None:
+    first, second = transactions(2)
+    first["transaction_id"], second["transaction_id"] = None, "None"
+    schema = copy.deepcopy(tap_schema("transactions"))
+    schema["properties"]["transaction_id"] = {"type": ["null", "string", "integer"]}
+    messages = [schema_message("transactions", schema), record_message("transactions", first),
+                record_message("transactions", second), state_message({"t": 2})]  # fmt: skip
+    run = aep.run(messages)
+    assert run.target.stats["transactions"].duplicates_merged == 0
+    assert run.target.stats["transactions"].received == 2
