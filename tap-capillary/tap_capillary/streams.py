@@ -98,6 +98,7 @@ class WindowedStream(CapillaryStream):
             now=self._tap.run_started_at,
             window_days=config["backfill_window_days"],
             lookback_minutes=config["lookback_minutes"],
+            cluster_timezone=self.times.cluster_timezone,
             single_window=single_window,
         )
         self.logger.info(
@@ -493,14 +494,23 @@ class PointsLedgerStream(CustomerDataStream):
         }
 
     def read(self, customer_ids: list[int]) -> list[dict]:
-        """The pass in ranges of at most ``ledger_window_days`` (the API's limit), read side by side."""
-        window = timedelta(days=self.config["ledger_window_days"])
+        """The pass in ranges of at most ``ledger_window_days`` (the API's limit), read side by side.
+
+        ``endDate`` is inclusive and times may have fractions of a second, so each range asks up to its end
+        and keeps ``[start, end)``: an entry at a boundary is kept once, by the range that starts there.
+        """
+        # An hour short of the limit: across a daylight-saving change the local span is an hour longer.
+        window = timedelta(days=self.config["ledger_window_days"], hours=-1)
         contexts, start = [], self.pass_.since
         while start < self.pass_.until:
             end = min(start + window, self.pass_.until)
-            contexts.append({**self.customer_context(customer_ids), "start": start, "end": end - timedelta(seconds=1)})
+            contexts.append({**self.customer_context(customer_ids), "start": start, "end": end})
             start = end
-        return [record for records in self._tap.fan_out(self.read_context, contexts) for record in records]
+        return [record for records in self._tap.fan_out(self._read_range, contexts) for record in records]
+
+    def _read_range(self, context: dict) -> list[dict]:
+        in_range = Pass(context["start"], context["end"], ()).includes
+        return [r for r in self.read_context(context) if in_range(self.times.to_datetime(r[self.replication_key]))]
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         yield from parse_json(response).get("ledgerEntries") or []

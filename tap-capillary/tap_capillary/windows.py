@@ -10,24 +10,31 @@ The pass finds the customers to read by their last-update time (entity search ``
 window by window, from ``since - lookback`` to the open end: a customer's last update is at or
 after every activity of theirs, so reading each customer found in a window (their history in the
 pass) reads every record of the pass once. After each window the stream state records the window
-end; a pass killed mid-way resumes at the next window of the same pass (``pass_since`` keeps its
-origin).
+end; a pass killed mid-way resumes at the next window of the same pass (``pass_since`` and
+``pass_until`` keep its bounds, so a resumed pass neither leaves out the records between its old and
+a new end nor skips the customers of its completed windows).
+
+Pass bounds are whole seconds (Capillary's filters are), and ``until`` never falls inside the repeated
+hour of a daylight-saving fall-back in the cluster's time zone: the API's naive local times there
+are ambiguous (read as their first occurrence), so the whole repeated hour stays in one pass, whose
+filters and bookmark are unambiguous.
 
 State per stream (no per-customer entries)::
 
     {"replication_key": "updated_at", "replication_key_value": "<end of last completed window, UTC>",
-     "pass_since": "<origin of an unfinished pass>"}   # pass_since only while a pass is unfinished
+     "pass_since": "<start of an unfinished pass>", "pass_until": "<its end>"}  # while a pass is unfinished
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
 
 PASS_SINCE = "pass_since"
+PASS_UNTIL = "pass_until"
 BOOKMARK = "replication_key_value"
 
 
@@ -54,6 +61,21 @@ def parse_utc(value: str) -> datetime:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
+def _is_ambiguous(moment: datetime, zone: tzinfo) -> bool:
+    """Whether ``moment``'s local time in ``zone`` occurs twice (a daylight-saving fall-back)."""
+    local = moment.astimezone(zone).replace(tzinfo=None)
+    return local.replace(tzinfo=zone, fold=0).utcoffset() != local.replace(tzinfo=zone, fold=1).utcoffset()
+
+
+def before_repeated_hour(moment: datetime, zone: tzinfo) -> datetime:
+    """``moment``, or the first instant of the repeated local hour it falls in (zone changes are on whole
+    minutes, and a repeated interval lasts at most a few hours)."""
+    start = moment
+    while _is_ambiguous(start, zone):
+        start = (start - timedelta(minutes=1)).replace(second=0, microsecond=0)
+    return start if start == moment else start + timedelta(minutes=1)
+
+
 def plan_pass(
     stream_state: dict[str, Any],
     *,
@@ -63,12 +85,15 @@ def plan_pass(
     now: datetime,
     window_days: int,
     lookback_minutes: int,
+    cluster_timezone: tzinfo = timezone.utc,
     single_window: bool = False,
 ) -> Pass:
     """The pass a run makes for one stream, from its state and the settings."""
     bookmark = stream_state.get(BOOKMARK)
+    resumed_until = None
     if stream_state.get(PASS_SINCE) and bookmark:
         since, discover_from = parse_utc(stream_state[PASS_SINCE]), parse_utc(bookmark)  # resume mid-pass
+        resumed_until = stream_state.get(PASS_UNTIL)  # absent in states written before it was kept
     elif bookmark:
         since = parse_utc(bookmark)
         discover_from = since - timedelta(minutes=lookback_minutes)  # clock skew, index lag
@@ -77,8 +102,13 @@ def plan_pass(
     else:
         msg = f"start_date is required: stream {stream_name!r} has no state yet."
         raise ConfigValidationError(msg, errors=[msg])
-    lookback = timedelta(minutes=lookback_minutes)
-    until = min(now - lookback, parse_utc(end_date)) if end_date else now - lookback
+    since = since.replace(microsecond=0)
+    if resumed_until:
+        until = parse_utc(resumed_until)
+    else:
+        lookback = timedelta(minutes=lookback_minutes)
+        until = min(now - lookback, parse_utc(end_date)) if end_date else now - lookback
+        until = before_repeated_hour(until.replace(microsecond=0), cluster_timezone)
     if until <= since:
         return Pass(since=since, until=since, windows=())  # nothing has settled since the bookmark
     step = timedelta(days=window_days)
@@ -100,6 +130,8 @@ def complete_window(stream_state: dict[str, Any], replication_key: str, pass_: P
     if window.end is None:  # pass finished: everything before ``until`` has been emitted
         stream_state[BOOKMARK] = pass_.until.isoformat()
         stream_state.pop(PASS_SINCE, None)
+        stream_state.pop(PASS_UNTIL, None)
     else:
         stream_state[BOOKMARK] = window.end.isoformat()
         stream_state[PASS_SINCE] = pass_.since.isoformat()
+        stream_state[PASS_UNTIL] = pass_.until.isoformat()

@@ -67,8 +67,11 @@ class Run:
         return len(self.records.get(stream, []))
 
 
-def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None) -> Run:
+def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None, *, now: datetime | None = None) -> Run:
+    """One run; ``now`` pins the run's start (the end of what it reads)."""
     tap = TapCapillary(config=config, state=state or {})
+    if now is not None:
+        tap.__dict__["run_started_at"] = now  # a cached_property: set before the run reads it
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # the msgspec writer writes bytes to stdout.buffer
     with redirect_stdout(out):
         tap.sync_all()

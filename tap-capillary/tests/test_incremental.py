@@ -188,3 +188,54 @@ def test_bounded_backfill_then_incremental_run(server: BackgroundServer) -> None
         if stream not in ("customers", "coupons", "stores"):  # snapshots: the latest version moves on
             assert sorted(first + second) == sorted(keys(complete.records[stream], stream)), stream
     assert bounded.state["bookmarks"]["transactions"]["replication_key_value"] == instant(middle).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("first_run", "activity_at", "second_run"),
+    [
+        # America/New_York, 2025-11-02: local 01:00-02:00 happens twice (05:00-07:00 UTC)
+        ("2025-11-02T06:15:00", "2025-11-02T06:30:00", "2025-11-02T07:30:00"),  # at the second 01:30
+        ("2025-11-02T06:45:00", "2025-11-02T05:50:00", "2025-11-02T07:30:00"),  # at the first 01:50
+    ],
+)
+def test_activity_in_a_repeated_local_hour_is_emitted_exactly_once(
+    first_run: str, activity_at: str, second_run: str
+) -> None:
+    """Naive cluster-local times in a fall-back's repeated hour are ambiguous (read as the first occurrence):
+    no run ends inside that hour, so each record of it is read, kept and emitted by exactly one run."""
+    zone = {"cluster_timezone": "America/New_York", "merged_customer_rate": 0, "deleted_customer_rate": 0}
+    server = start_capillary(customers=6, seed=3, anchor_time="2025-11-02T03:00:00+00:00", history_days=20, **zone)
+    try:
+        config = tap_config(server)
+        customer = server.call(server.app[ADMIN].changed_customers, 0, None)[0]
+        counts = {"ledger_entries": 2, "redemptions": 1, "tier_changes": 1, "coupons": 1, "rewards": 1,
+                  "new_transactions": 1}  # fmt: skip
+        at = int(datetime.fromisoformat(activity_at).replace(tzinfo=timezone.utc).timestamp())
+        runs = []
+        state: dict[str, Any] = {}
+        activity = None
+        for now in (first_run, second_run, "2025-11-02T10:30:00"):
+            if activity is None and at < datetime.fromisoformat(now).replace(tzinfo=timezone.utc).timestamp():
+                activity = server.call(server.app[ADMIN].activity, {"at": at, "customer_ids": [customer], **counts})
+            run = run_tap(config, state, now=datetime.fromisoformat(now).replace(tzinfo=timezone.utc))
+            runs.append(run)
+            state = run.state
+    finally:
+        server.stop()
+    assert activity is not None
+    emitted = {stream: [r for run in runs for r in run.records[stream]] for stream in STREAMS}
+    by_id = {"points_ledger": ("event_log_id", "ledger_added"), "coupons": ("coupon_id", "coupons_added"),
+             "reward_issuals": ("reward_transaction_id", "rewards_added"),
+             "transactions": ("transaction_id", "transactions_added")}  # fmt: skip
+    for stream, (key, added) in by_id.items():
+        new = set(activity[added])
+        assert new, stream
+        assert sorted(r[key] for r in emitted[stream] if r[key] in new) == sorted(activity[added]), stream
+    # Without ids: the customer's records after the generated history (a time in the second occurrence is
+    # emitted an hour early: the API's naive time cannot say which occurrence it means).
+    anchor = datetime(2025, 11, 2, 3, tzinfo=timezone.utc)
+    for stream, time_key, added in (("redemptions", "redeemed_at", "redemptions_added"),
+                                    ("tier_history", "changed_at", "tier_changes_added")):  # fmt: skip
+        new = [r for r in emitted[stream] if r["customer_id"] == customer and instant(r[time_key]) > anchor]
+        assert len(new) == len(activity[added]) == 1, stream
+    assert [instant(r["updated_at"]) > anchor for r in emitted["customers"] if r["customer_id"] == customer][-1]

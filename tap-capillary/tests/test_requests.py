@@ -334,7 +334,7 @@ def test_one_redemptions_request_and_few_ledger_requests_per_customer(capillary_
     assert all("type" not in e["query"] for e in log if e["path"] == "/v1.1/customer/redemptions")
     ledger = [e["query"] for e in log if e["path"].startswith("/v2/pointsLedger")]
     spans = {instant(q["endDate"]) - instant(q["startDate"]) for q in ledger}
-    assert max(spans) == timedelta(days=90, seconds=-1)
+    assert max(spans) == timedelta(days=90, hours=-1)
     capillary_emulator.call(capillary_emulator.app[REQUEST_LOG].clear)
     narrow = run_tap(tap_config(capillary_emulator, ledger_window_days=30))
     narrow_ledger = [e for e in requests_log(capillary_emulator) if e["path"].startswith("/v2/pointsLedger")]
