@@ -226,6 +226,19 @@ def sending_rate(dcs: list[dict[str, Any]], sent: int) -> tuple[float | None, fl
     return (sent * (len(dcs) - 1) / len(dcs) / span if span else None), span
 
 
+def http_client_cpu_ms(url: str, count: int = 2000) -> float:
+    """CPU of this process per ``requests`` GET of ``url`` (keep-alive session, tiny JSON answer): what any
+    RESTStream pays per request before it does anything with the answer."""
+    session = requests.Session()
+    session.trust_env = False
+    for _ in range(100):
+        session.get(url, timeout=10)
+    started = time.process_time()
+    for _ in range(count):
+        session.get(url, timeout=10).json()
+    return 1000 * (time.process_time() - started) / count
+
+
 def accepted_messages(emulators: Emulators) -> int:
     return sum(counts.get("accepted", 0) for counts in emulators.admin(emulators.adobe, "GET", "datasets").values())
 
@@ -243,7 +256,7 @@ def main() -> int:
     parser.add_argument("--meltano", default=str(ROOT / ".venv-meltano" / "bin" / "meltano"))
     parser.add_argument("--cap", type=int, default=3000, help="max_messages_per_second of the capped target run")
     parser.add_argument("--latency-ms", type=int, default=50, help="Capillary latency of the concurrency comparison")
-    parser.add_argument("--latency-customers", type=int, default=40, help="customers read in the latency runs")
+    parser.add_argument("--latency-customers", type=int, default=100, help="customers read in the latency runs")
     parser.add_argument("--workdir", type=Path, default=ROOT / "output" / "bench")
     args = parser.parse_args()
     out = sys.stdout.write
@@ -346,11 +359,32 @@ def main() -> int:
             "processes": baseline.processes,
         }
         result["pipeline_vs_baseline"] = round(baseline.seconds / pipeline.seconds, 2)
+        # What no tap or target can go below on this machine: the emulators' and Meltano's CPU in the pipeline
+        # step, plus the HTTP client's own CPU for each Capillary request; spread over every core.
+        client_ms = http_client_cpu_ms(f"{emulators.capillary.base_url}/_emulator/health")
+        capillary_requests = sum(capillary_routes.values())
+        floor_cpu_s = (
+            emulator_cpu_s
+            + pipeline.processes.get("meltano", {}).get("cpu_s", 0.0)
+            + capillary_requests * client_ms / 1000
+        )
+        floor_s = floor_cpu_s / (os.cpu_count() or 1)
+        result["pipeline_bound"] = {
+            "http_client_cpu_ms_per_request": round(client_ms, 3),
+            "capillary_requests": capillary_requests,
+            "floor_cpu_s": round(floor_cpu_s, 2),
+            "floor_s": round(floor_s, 2),
+            "max_pipeline_vs_baseline": round(baseline.seconds / floor_s, 2),
+        }
         out(
             f"Pipeline (meltano run): {pipeline.seconds} s = {records / pipeline.seconds:,.0f} records/s; "
             f"SDK-defaults baseline: {baseline.seconds} s = {records / baseline.seconds:,.0f} records/s; "
             f"ratio {result['pipeline_vs_baseline']}x (target >= 3x); emulators' CPU "
             f"{result['pipeline']['emulator_cpu_ms_per_request']} ms per request\n"
+            f"  Bound: the emulators' and Meltano's CPU plus the HTTP client's {client_ms:.2f} ms per Capillary "
+            f"request ({capillary_requests:,} requests) take {floor_cpu_s:.1f} CPU-s, so even a tap and target "
+            f"doing nothing else need >= {floor_s:.1f} s on {os.cpu_count()} cores: at most "
+            f"{result['pipeline_bound']['max_pipeline_vs_baseline']}x the baseline\n"
         )
 
         # -- 5. the target alone -----------------------------------------------------------------------
