@@ -411,24 +411,35 @@ def main() -> int:
         }
 
         emulators.reset()
-        uncapped = target("target-only", max_messages_per_second=UNCAPPED, max_requests_per_second=UNCAPPED)
-        dcs = dcs_requests(emulators)
-        sent = accepted_messages(emulators)
+        # Three runs, the median reported: on a shared VM one run's rate can be off by a third.
+        runs = []
+        for attempt in range(3):
+            emulators.reset()
+            step = target(f"target-only-{attempt + 1}", max_messages_per_second=UNCAPPED,
+                          max_requests_per_second=UNCAPPED)  # fmt: skip
+            dcs = dcs_requests(emulators)
+            sent = accepted_messages(emulators)
+            runs.append((sending_rate(dcs, sent)[0] or 0.0, step, dcs, sent))
+        runs.sort(key=lambda run: run[0])
+        sending, uncapped, dcs, sent = runs[1]
         sizes = request_sizes(dcs, len(streams))
         steady = "n/a" if sizes["steady_fill"] is None else f"{sizes['steady_fill']:.1%}"
-        sending, _ = sending_rate(dcs, sent)
+        cpu_s = uncapped.processes.get("target", {}).get("cpu_s") or 0.0
         result["target_only"] = {
             "seconds": uncapped.seconds,
             "accepted_messages": sent,
             "messages_per_s": round(sent / uncapped.seconds),
-            "messages_per_s_while_sending": round(sending) if sending else None,
+            "messages_per_s_while_sending": round(sending),
+            "messages_per_s_while_sending_runs": [round(run[0]) for run in runs],
+            "messages_per_target_cpu_s": round(sent / cpu_s) if cpu_s else None,
             "messages_per_request": round(sent / max(1, len(dcs)), 1),
             **sizes,
             "processes": uncapped.processes,
         }
         out(
-            f"Target alone (uncapped): {sent:,} messages in {uncapped.seconds} s = {sent / uncapped.seconds:,.0f} "
-            f"messages/s with start-up, {sending or 0:,.0f} messages/s while sending (target >= 10,000); "
+            f"Target alone (uncapped, median of 3): {sent:,} messages in {uncapped.seconds} s = "
+            f"{sent / uncapped.seconds:,.0f} messages/s with start-up, {sending:,.0f} messages/s while sending "
+            f"(runs: {', '.join(f'{run[0]:,.0f}' for run in runs)}; target >= 10,000); "
             f"{len(dcs)} DCS requests, "
             f"{result['target_only']['messages_per_request']} messages and {sizes['avg_request_bytes']:,} bytes "
             f"per request on average (measured by the emulator): {sizes['avg_request_fill']:.1%} of "
