@@ -111,7 +111,12 @@ class WindowedStream(CapillaryStream):
         return self.pass_
 
     def in_pass(self, record: dict) -> bool:
-        return self.pass_.includes(self.times.to_datetime(record[self.replication_key]))
+        moment = self.times.to_datetime(record[self.replication_key])
+        if moment is None:  # belongs to no pass: counted and logged, never dropped unnoticed
+            key = {name: record.get(name) for name in self.primary_keys}
+            self.item_error(f"no {self.replication_key}", f"the API gave no {self.replication_key}", f"record {key}")
+            return False
+        return self.pass_.includes(moment)
 
     def complete(self, window: Window) -> None:
         """Record a finished window and write it out as a STATE message."""

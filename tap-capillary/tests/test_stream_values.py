@@ -232,3 +232,14 @@ def test_every_paginator_gives_the_same_records_with_small_pages(server: Backgro
     assert second_pages("/v1.1/customer/redemptions", "coupons_start_id", "1")
     assert second_pages("/api_gateway/rewards/", "page", "0")
     assert second_pages("/v1.1/organization/entities", "start_id", "0")
+
+
+def test_a_record_without_its_time_is_counted_and_logged(run: Run, caplog: pytest.LogCaptureFixture) -> None:
+    """A record the API gives without its replication time belongs to no pass: an item error, not a silent drop."""
+    stream = run.tap.streams["redemptions"]
+    record = {**run.records["redemptions"][0], stream.replication_key: None}
+    before = run.tap.item_errors.counts[("redemptions", f"no {stream.replication_key}")]
+    with caplog.at_level("WARNING"):
+        assert stream.in_pass(record) is False
+    assert run.tap.item_errors.counts[("redemptions", f"no {stream.replication_key}")] == before + 1
+    assert f"the API gave no {stream.replication_key}" in caplog.text
