@@ -425,6 +425,7 @@ def main() -> int:
         sizes = request_sizes(dcs, len(streams))
         steady = "n/a" if sizes["steady_fill"] is None else f"{sizes['steady_fill']:.1%}"
         cpu_s = uncapped.processes.get("target", {}).get("cpu_s") or 0.0
+        emulator_cpu_s = uncapped.processes.get("emulators", {}).get("cpu_s") or 0.0
         result["target_only"] = {
             "seconds": uncapped.seconds,
             "accepted_messages": sent,
@@ -432,6 +433,11 @@ def main() -> int:
             "messages_per_s_while_sending": round(sending),
             "messages_per_s_while_sending_runs": [round(run[0]) for run in runs],
             "messages_per_target_cpu_s": round(sent / cpu_s) if cpu_s else None,
+            # CPU per message (start-up included): both processes share the cores.
+            "cpu_us_per_message": {
+                "target": round(1e6 * cpu_s / max(1, sent)),
+                "emulators": round(1e6 * emulator_cpu_s / max(1, sent)),
+            },
             "messages_per_request": round(sent / max(1, len(dcs)), 1),
             **sizes,
             "processes": uncapped.processes,
@@ -439,7 +445,9 @@ def main() -> int:
         out(
             f"Target alone (uncapped, median of 3): {sent:,} messages in {uncapped.seconds} s = "
             f"{sent / uncapped.seconds:,.0f} messages/s with start-up, {sending:,.0f} messages/s while sending "
-            f"(runs: {', '.join(f'{run[0]:,.0f}' for run in runs)}; target >= 10,000); "
+            f"(runs: {', '.join(f'{run[0]:,.0f}' for run in runs)}; target >= 10,000); CPU per message: target "
+            f"{1e6 * cpu_s / max(1, sent):.0f} us, emulators {1e6 * emulator_cpu_s / max(1, sent):.0f} us "
+            f"(start-up included); "
             f"{len(dcs)} DCS requests, "
             f"{result['target_only']['messages_per_request']} messages and {sizes['avg_request_bytes']:,} bytes "
             f"per request on average (measured by the emulator): {sizes['avg_request_fill']:.1%} of "
