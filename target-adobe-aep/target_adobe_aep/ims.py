@@ -142,9 +142,12 @@ class TokenProvider:
             raise AuthError(msg)
         try:
             body = response.json()
-            if not body.get("access_token") or body.get("expires_in") is None:
+            token = body.get("access_token")
+            # A token unfit for a header would make requests raise InvalidHeader with the token in its message.
+            unusable = not isinstance(token, str) or not token or not token.isprintable() or " " in token
+            if unusable or body.get("expires_in") is None:
                 raise ValueError
         except (ValueError, AttributeError):
-            msg = "IMS answered 200 without access_token/expires_in"
+            msg = "IMS answered 200 without a usable access_token/expires_in"
             raise AuthError(msg) from None
         return body

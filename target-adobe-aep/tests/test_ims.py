@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+import requests
 from conftest import SAMPLES, Aep, record_message, schema_message, state_message
 
 from emulators.server import BackgroundServer
@@ -81,6 +83,21 @@ def test_bad_secret_is_a_clear_error_without_the_secret(adobe_emulator: Backgrou
     with pytest.raises(AuthError, match="invalid_client") as caught:
         tokens.token()
     assert "wrong-secret-value" not in str(caught.value)
+
+
+@pytest.mark.parametrize("token", ["", "tok\nen-secret-part", "tok en-secret-part", None, 42])
+def test_an_unusable_token_is_refused_without_echoing_it(
+    adobe_emulator: BackgroundServer, monkeypatch: pytest.MonkeyPatch, token: object
+) -> None:
+    """A token unfit for an Authorization header is refused at once, and never appears in the error."""
+    tokens = provider(adobe_emulator, "/ims/token/v3", FakeClock())
+    answer = requests.Response()
+    answer.status_code = 200
+    answer._content = json.dumps({"access_token": token, "expires_in": 3600}).encode()
+    monkeypatch.setattr(tokens._session, "post", lambda *args, **kwargs: answer)
+    with pytest.raises(AuthError, match="without a usable access_token") as caught:
+        tokens.token()
+    assert "secret-part" not in str(caught.value)
 
 
 def test_ims_5xx_is_retried(adobe_emulator: BackgroundServer) -> None:
