@@ -337,9 +337,9 @@ async def search_entity(request: web.Request) -> tuple[dict, int]:
     table = "customers" if entity == "CUSTOMER" else "transactions"
     if entity == "CUSTOMER":
         where += " AND status != 'DELETED'"  # "Deleted customers are not included in the search results."
-    rows = store.select(
-        f"SELECT * FROM {table} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?", [*params, limit, offset]
-    )
+    # The page's ids first, then their rows: sorting whole rows for every page cost seconds per deep page at 1M.
+    page = f"SELECT id FROM {table} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?"
+    rows = store.select(f"SELECT * FROM {table} WHERE id IN ({page}) ORDER BY id DESC", [*params, limit, offset])
     total_required = flag(request.query, "requiredTotal") or flag(request.query, "totalRequired")
     total = store.scalar(f"SELECT COUNT(*) FROM {table} WHERE {where}", params) if total_required else len(rows)
     render = renderer(request)
