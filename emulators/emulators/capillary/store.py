@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS rewards (
 # Created after the bulk load (faster inserts); one per column the API filters or sorts on.
 INDEXES = """
 CREATE INDEX IF NOT EXISTS entities_updated ON entities(last_updated_on);
-CREATE INDEX IF NOT EXISTS customers_updated ON customers(updated_on);
+CREATE INDEX IF NOT EXISTS customers_updated_status ON customers(updated_on, status);  -- search pages and totals
 CREATE INDEX IF NOT EXISTS customers_registered ON customers(registered_on);
 CREATE INDEX IF NOT EXISTS customers_email ON customers(email);
 CREATE INDEX IF NOT EXISTS customers_mobile ON customers(mobile);
