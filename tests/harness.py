@@ -26,19 +26,11 @@ from emulators.adobe import ADOBE
 from emulators.capillary import ADMIN
 from emulators.capillary.render import Clock
 from emulators.server import BackgroundServer
+from tap_capillary.tap import STREAM_TYPES
 
 MELTANO_BIN = os.environ.get("MELTANO_BIN") or str(ROOT / ".venv-meltano" / "bin" / "meltano")
 STATE_ID = "dev:tap-capillary-to-target-adobe-aep"
-STREAMS = (
-    "customers",
-    "transactions",
-    "points_ledger",
-    "tier_history",
-    "redemptions",
-    "coupons",
-    "reward_issuals",
-    "stores",
-)
+STREAMS = tuple(stream_type.name for stream_type in STREAM_TYPES)
 # Every connection to a non-loopback host goes to a closed loopback port and fails (tests are offline);
 # uv installs from its cache only; Meltano sends no usage statistics.
 OFFLINE_ENV = {

@@ -515,7 +515,9 @@ class PointsLedgerStream(CustomerDataStream):
 
     def _read_range(self, context: dict) -> list[dict]:
         in_range = Pass(context["start"], context["end"], ()).includes
-        return [r for r in self.read_context(context) if in_range(self.times.to_datetime(r[self.replication_key]))]
+        # A record without its time goes on to ``in_pass``, which reports it.
+        return [r for r in self.read_context(context)
+                if (moment := self.times.to_datetime(r[self.replication_key])) is None or in_range(moment)]  # fmt: skip
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         yield from parse_json(response).get("ledgerEntries") or []

@@ -16,28 +16,11 @@ import pytest
 from emulators.capillary import ADMIN
 from emulators.launch import start_capillary
 from emulators.server import REQUEST_LOG, BackgroundServer
+from tap_capillary.tap import STREAM_TYPES
 from tests.support import Run, instant, past_anchor, run_tap, tap_config
 
-STREAMS = (
-    "customers",
-    "transactions",
-    "points_ledger",
-    "tier_history",
-    "redemptions",
-    "coupons",
-    "reward_issuals",
-    "stores",
-)
-KEYS = {
-    "customers": ("customer_id",),
-    "transactions": ("transaction_id",),
-    "points_ledger": ("event_log_id", "entry_index"),
-    "tier_history": ("customer_id", "program_id", "changed_at", "to_tier"),
-    "redemptions": ("redemption_type", "redemption_ref", "redeemed_at"),
-    "coupons": ("coupon_id",),
-    "reward_issuals": ("reward_transaction_id",),
-    "stores": ("store_id",),
-}
+STREAMS = tuple(stream_type.name for stream_type in STREAM_TYPES)
+KEYS = {stream_type.name: stream_type.primary_keys for stream_type in STREAM_TYPES}
 
 
 def keys(records: list[dict[str, Any]], stream: str) -> list[tuple]:

@@ -298,7 +298,7 @@ class _Codegen:
 
     def object(self, depth: int, rules: list[dict], item: str) -> str:
         """Code building one output object from ``item``; returns the variable holding it."""
-        paths = [self._path(rule) for rule in rules]
+        paths = [_output_path(rule, self.context.tenant_id) for rule in rules]
         for path in paths:
             inner = next((p for p in paths if len(p) > len(path) and p[: len(path)] == path), None)
             if inner is not None:
@@ -320,11 +320,6 @@ class _Codegen:
             self.emit(depth, f"if not {nodes[path]}:")
             self.emit(depth + 1, f"del {nodes[path[:-1]]}[{path[-1]!r}]")
         return out
-
-    def _path(self, rule: dict) -> tuple[str, ...]:
-        if "identity" in rule:
-            return ("identityMap", "*")
-        return tuple(rule["to"].replace("{tenant_id}", self.context.tenant_id).split("."))
 
     def _node(self, depth: int, nodes: dict[tuple, str], path: tuple) -> str:
         """The variable of the object at ``path``, created (and attached to its parent) on first use."""
@@ -489,14 +484,21 @@ def _check_event(event: dict) -> None:
         raise ConversionError(msg)
 
 
+def _output_path(rule: dict, tenant_id: str) -> tuple[str, ...]:
+    """The XDM path a rule writes; identity rules write an entry of ``identityMap`` keyed by namespace."""
+    if "identity" in rule:
+        return ("identityMap", "*")
+    return tuple(rule["to"].replace("{tenant_id}", tenant_id).split("."))
+
+
 def _output_tree(rules: list[dict], tenant_id: str) -> dict[str, Any]:
     """The XDM paths ``rules`` can write (``each`` rules: the paths of one list element)."""
     tree: dict[str, Any] = {}
     for rule in rules:
-        if "identity" in rule:
-            tree["identityMap"] = None  # keyed by namespace: written whole
-            continue
-        *parents, leaf = rule["to"].replace("{tenant_id}", tenant_id).split(".")
+        path = _output_path(rule, tenant_id)
+        if path[-1] == "*":  # keyed by a name the data decides: the object is written whole
+            path = path[:-1]
+        *parents, leaf = path
         node = tree
         for key in parents:
             node = node.setdefault(key, {})

@@ -355,11 +355,9 @@ class TargetAdobeAEP(Target):
                  key_properties: Any = None) -> AEPSink:  # fmt: skip
         """The SDK's sink lookup; a sink replaced by a schema change is drained first, so its records go out
         before any record that follows the new SCHEMA (the SDK would leave them until the next full drain)."""
-        existing = self._sinks_active.get(stream_name)
-        if schema is not None and existing is not None:
-            replaced = (existing.original_schema, existing.key_properties) != (schema, key_properties)
-            if replaced:
-                self.drain_one(existing)
+        existing = self._sinks_active.get(stream_name) if schema is not None else None  # RECORDs pass no schema
+        if existing is not None and (existing.original_schema, existing.key_properties) != (schema, key_properties):
+            self.drain_one(existing)
         return super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties)
 
     def _process_state_message(self, message_dict: dict) -> None:
