@@ -50,15 +50,17 @@ def test_lookback_margin_is_reread_filtered_and_emitted_once_settled() -> None:
         admin = server.app[ADMIN]
         recent = server.call(admin.activity, {"at": int(now.timestamp()) - 30 * 60, "new_transactions": 3})
         config = tap_config(server, lookback_minutes=60)
-        first = run_tap(config)
+        # Runs a few seconds apart: pass bounds are whole seconds, so runs within one second share their end.
+        first = run_tap(config, now=now)
         assert first.count("transactions") > 0
         assert not {r["transaction_id"] for r in first.records["transactions"]} & set(recent["transactions_added"])
         server.call(server.app[REQUEST_LOG].clear)
-        quiet = run_tap(config, state=first.state)
+        quiet = run_tap(config, state=first.state, now=now + timedelta(seconds=5))
         reread = server.call(lambda: server.app[REQUEST_LOG].counts["GET /v1.1/customer/get"])
         assert reread > 0, "the margin before the bookmark was read again"
         assert {s: quiet.count(s) for s in STREAMS} == dict.fromkeys(STREAMS, 0)
-        settled = run_tap({**config, "lookback_minutes": 0}, state=quiet.state)  # as if the margin had passed
+        # As if the margin had passed.
+        settled = run_tap({**config, "lookback_minutes": 0}, state=quiet.state, now=now + timedelta(seconds=10))
         assert {r["transaction_id"] for r in settled.records["transactions"]} == set(recent["transactions_added"])
         assert {r["event_log_id"] for r in settled.records["points_ledger"]} == set(recent["ledger_added"])
         assert {r["customer_id"] for r in settled.records["customers"]} == set(recent["changed_customers"])
