@@ -39,6 +39,7 @@ def test_options_are_parsed_to_their_types(tmp_path):
         "--adobe-invalid-token-status", "403",
         "--adobe-max-request-bytes", "2048",
         "--adobe-validate", "false",
+        "--adobe-store-messages", "false",
         "--adobe-faults", f"@{faults_file}",
     )  # fmt: skip
     assert config.clients == {"a": "secret-a", "b": "secret-b"}
@@ -48,6 +49,7 @@ def test_options_are_parsed_to_their_types(tmp_path):
     assert config.invalid_token_status == 403
     assert config.max_request_bytes == 2048
     assert config.validate is False
+    assert config.store_messages is False
     assert config.fault_profile().rules[0].status_rates == {503: 0.1}
 
 

@@ -474,3 +474,22 @@ def test_admin_routes_expose_counts_ids_messages_and_failures(adobe_emulator):
     assert requests.get(f"{base}/unknown/ids", timeout=5).status_code == 404
     assert requests.delete(base, timeout=5).json() == {"cleared": True}
     assert requests.get(base, timeout=5).json()[EVENTS]["accepted"] == 0
+
+
+@pytest.mark.adobe(store_messages=False)
+def test_counting_mode_counts_like_the_store_and_keeps_no_message(adobe_emulator):
+    base = adobe_emulator.base_url + "/_emulator/datasets"
+    messages = [message(adobe_emulator, EVENTS, event(_id=f"txn-{i % 3}")) for i in range(5)]
+    messages.append(message(adobe_emulator, EVENTS, event(_id="bad", eventType=None)))
+    messages.append({"header": {}})
+    response = send_batch(adobe_emulator, messages)
+    assert [r.get("statusCode", 200) for r in response.json()["responses"]] == [200] * 6 + [400]
+    datasets = requests.get(base, timeout=5).json()
+    assert datasets[EVENTS] == {"schema": "capillary-loyalty-events", "accepted": 5, "failed": 1, "distinct_ids": 3}
+    assert datasets[PROFILES]["accepted"] == 0
+    for listing in ("ids", "messages", "failed"):
+        answer = requests.get(f"{base}/{EVENTS}/{listing}", timeout=5)
+        assert answer.status_code == 409
+        assert "store_messages=false" in answer.text
+    assert requests.delete(base, timeout=5).json() == {"cleared": True}
+    assert requests.get(base, timeout=5).json()[EVENTS]["accepted"] == 0

@@ -1,57 +1,37 @@
-"""AEPSink: one stream's records, converted to XDM and validated as they arrive, published in batches.
+"""AEPSink: one stream's records, kept as bytes, converted to XDM at drain time and published in batches.
 
-A batch keeps only bytes: each message and its source record serialized for the dead letter. It is drained once
-its messages fill ``requests_per_batch`` DCS requests, so memory stays flat whatever the run's size and requests
-go out full. Publishing runs in the background while the next records are converted; the target writes a STATE
-message only after every batch before it is done (``TargetAdobeAEP.wait_for_batches``), so state never covers a
-record that is not yet accepted by AEP or written to the dead letter, and any failure leaves the state where it was.
+A batch keeps each record serialized, as the dead letter would write it. It is drained once the messages its
+records are expected to make fill ``requests_per_batch`` DCS requests (message size per record byte is learnt
+from the stream's converted batches), so memory stays flat whatever the run's size. A drained batch is converted
+by the target's conversion workers (``conversion.py``) and published in the background while the next records
+are read; the messages of its last, part-filled request are held back and go out first with the stream's next
+batch, so requests go out full. Before the target writes a STATE message it sends what every stream holds and
+waits for every batch (``TargetAdobeAEP.wait_for_batches``), so state never covers a record that is not yet
+accepted by AEP or written to the dead letter, and any failure leaves the state where it was.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fastjsonschema
 import orjson
-from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
-from singer_sdk.helpers._compat import date_fromisoformat, datetime_fromisoformat, time_fromisoformat
 from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_adobe_aep.dcs import REQUEST_OVERHEAD, Envelope, RequestFill
+from target_adobe_aep.conversion import DATE_PARSERS, ConversionSpec, Failure
+from target_adobe_aep.dcs import REQUEST_OVERHEAD, Envelope, RequestFill, pack
 from target_adobe_aep.dead_letter import serialized
-from target_adobe_aep.mapping import ConversionError, missing_source_paths
+from target_adobe_aep.mapping import missing_source_paths
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 
     from target_adobe_aep.target import TargetAdobeAEP
-
-# AEP Profile guardrails: larger ExperienceEvents and profile records are dropped (EN help/profile/guardrails.md).
-GUARDRAIL_BYTES = {"event": 10 * 1024, "profile": 100 * 1024}
-# The parsers the SDK applies to date-like properties (its Sink._parse_timestamps_in_record).
-_DATE_PARSERS = {"date-time": datetime_fromisoformat, "date": date_fromisoformat, "time": time_fromisoformat}
-
-
-class FastRecordValidator(BaseJSONSchemaValidator):
-    """Input validation with a compiled fastjsonschema validator (the SDK's jsonschema one is the hot spot)."""
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        super().__init__(schema)
-        try:
-            self._validate = fastjsonschema.compile(schema, use_formats=False, use_default=False)
-        except fastjsonschema.JsonSchemaDefinitionException as exc:
-            msg = f"Schema Validation Error: {exc}"
-            raise InvalidJSONSchema(msg) from exc
-
-    def validate(self, record: dict[str, Any]) -> None:
-        try:
-            self._validate(record)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            raise InvalidRecord(exc.message, record) from exc
 
 
 class AEPSink(BatchSink):
@@ -64,10 +44,16 @@ class AEPSink(BatchSink):
         self._target = target
         self._fill = RequestFill(target.config["max_request_bytes"])
         self._requests_per_batch: int = target.config["requests_per_batch"]
+        # Messages of the last batch's part-filled request, sent first with the next batch (or by ``flush``).
+        # Only this sink's batch jobs touch it, and they run one after the other.
+        self._held: list[tuple[bytes, bytes]] = []
+        self._message_bytes_per_record_byte = 1.0  # learnt from each converted batch
         super().__init__(target, *args, **kwargs)
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
-        return FastRecordValidator(self.schema) if self.validate_schema else None
+        """None: input records are validated where they are converted (``conversion.Converter``), off the
+        target's main thread; an invalid stream schema still fails at SCHEMA time (``ConversionPool.prepare``)."""
+        return None
 
     def setup(self) -> None:
         """Everything that can be wrong with the configuration fails here, when the stream's SCHEMA arrives."""
@@ -75,21 +61,19 @@ class AEPSink(BatchSink):
         target = self._target
         properties = self.schema["properties"]
         self._declared = frozenset(properties)
-        self._date_parsers = {key: _DATE_PARSERS[kind] for key, prop in properties.items()
-                              if (kind := get_datelike_property_type(prop)) in _DATE_PARSERS}  # fmt: skip
+        date_kinds = {key: kind for key, prop in properties.items()
+                      if (kind := get_datelike_property_type(prop)) in DATE_PARSERS}  # fmt: skip
+        mapping_inputs = target.mapping_inputs(self.stream_name)
         self.mapping = target.mapping(self.stream_name)
         for path in missing_source_paths(self.mapping, self.schema):
             self.logger.warning(
                 "Mapping %s reads '%s', which the stream's schema does not declare", self.mapping.origin, path
             )
-        self.validator = None
         if self.mapping.target == "none":
             self.logger.info("Stream '%s' is mapped to nothing (%s): its records are counted, not sent",
                              self.stream_name, self.mapping.origin)  # fmt: skip
             return
         dataset_id, schema_id = target.destination(self.mapping.target)
-        if self.config["validate_xdm"]:
-            self.validator = target.schemas.validator(schema_id, self.mapping.output_tree)
         self.envelope = Envelope(
             schema_id=schema_id,
             dataset_id=dataset_id,
@@ -97,7 +81,19 @@ class AEPSink(BatchSink):
             flow_id=self.config.get("flow_id"),
             source=target.name,
         )
-        self.max_entity_bytes = GUARDRAIL_BYTES[self.mapping.target]
+        self._spec = ConversionSpec(
+            key=uuid.uuid4().hex,
+            stream=self.stream_name,
+            mapping=mapping_inputs,
+            xdm_schema=(schema_id, target.schemas.reduced(schema_id, self.mapping.output_tree))
+            if self.config["validate_xdm"]
+            else None,
+            envelope=self.envelope,
+            input_schema=self.schema if self.validate_schema else None,
+            date_kinds=date_kinds,
+        )
+        target.conversions.prepare(self._spec)
+        self._envelope_bytes = len(self.envelope.wrap(b""))
         self.max_message_bytes = self.config["max_request_bytes"] - REQUEST_OVERHEAD  # larger: the publisher refuses
         if self.config["dry_run"]:
             safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.stream_name)
@@ -106,37 +102,32 @@ class AEPSink(BatchSink):
             _ = target.publisher  # connect settings are checked now, not at the first drain
 
     def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: DatetimeErrorTreatmentEnum) -> None:
-        """The SDK's parsing of date-like properties, with those properties found once per stream rather than
-        once per record and key; records it would warn about or repair go through the SDK's own method."""
+        """Date-like properties are parsed where records are converted (``conversion.Converter``); records with
+        properties the schema does not declare go through the SDK's method, which warns about them."""
         if schema is not self.schema or not self._declared.issuperset(record):
             super()._parse_timestamps_in_record(record, schema, treatment)
-            return
-        parsed = {}
-        for key, parse in self._date_parsers.items():
-            value = record.get(key)
-            if value is not None:
-                try:
-                    parsed[key] = parse(value)
-                except ValueError:
-                    super()._parse_timestamps_in_record(record, schema, treatment)
-                    return
-        record.update(parsed)
 
     @property
     def is_full(self) -> bool:
         return super().is_full or self._fill.full_requests >= self._requests_per_batch
 
     def start_drain(self) -> dict:
+        # Only a batch drained because its requests are full holds back its last, part-filled request: one
+        # drained by batch_size_rows, a checkpoint or the end of input sends everything.
+        full = self._fill.full_requests >= self._requests_per_batch
         self._fill = RequestFill(self._fill.max_request_bytes)
-        return super().start_drain()
+        context = super().start_drain()
+        context["requests_full"] = full
+        return context
 
-    def _dead(self, reason: str, xdm: Any, record: dict, http_status: int | None = None) -> dict[str, Any]:
-        """A dead-letter entry (the dead letter adds ``time`` and ``stream``)."""
+    def _dead(self, reason: str, xdm: Any, raw: bytes, http_status: int | None = None) -> dict[str, Any]:
+        """A dead-letter entry for a serialized record (the dead letter adds ``time`` and ``stream``)."""
+        record = orjson.loads(raw)
         key = {name: record.get(name) for name in self.key_properties}
-        return {"key": key, "http_status": http_status, "reason": reason, "xdm": xdm, "record": record}
+        return {"key": key, "http_status": http_status, "reason": reason, "xdm": xdm, "record": orjson.Fragment(raw)}
 
     def process_record(self, record: dict, context: dict) -> None:
-        """Convert and validate ``record`` now; the batch keeps its message, or its dead-letter entry.
+        """Keep ``record`` serialized until its batch is drained.
 
         Within a batch, a later record with the same key properties supersedes an earlier one (in its place).
         """
@@ -145,13 +136,13 @@ class AEPSink(BatchSink):
             return
         key = tuple(map(record.get, self.key_properties)) if self.key_properties else received
         pending = context.setdefault("pending", {})
-        converted = self._convert(record)
+        raw = serialized(record)
         try:
-            pending[key] = converted
+            pending[key] = raw
         except TypeError:  # a key property holding a list or an object
-            pending[orjson.dumps(key, default=str)] = converted
-        if type(converted) is tuple and len(converted[0]) <= self.max_message_bytes:
-            self._fill.add(len(converted[0]))
+            pending[orjson.dumps(key, default=str)] = raw
+        expected = self._envelope_bytes + int(len(raw) * self._message_bytes_per_record_byte)
+        self._fill.add(min(expected, self.max_message_bytes))
 
     def process_batch_files(self, encoding: Any, files: Any) -> None:
         """BATCH messages would bypass conversion, validation and counting: refuse them rather than drop them."""
@@ -161,61 +152,70 @@ class AEPSink(BatchSink):
         )
         raise NotImplementedError(msg)
 
-    def _convert(self, record: dict) -> tuple[bytes, bytes] | dict[str, Any]:
-        """``(message, serialized record)``, or the dead-letter entry saying why the record cannot be sent."""
-        try:
-            xdm = self.mapping.convert(record)
-        except ConversionError as exc:
-            return self._dead(f"conversion: {exc}", None, record)
-        error = self.validator.error(xdm) if self.validator is not None else None
-        if error is not None:
-            return self._dead(f"XDM validation: {error}", xdm, record)
-        entity = orjson.dumps(xdm)
-        if len(entity) > self.max_entity_bytes:
-            reason = (
-                f"guardrail: XDM {self.mapping.target} of {len(entity)} bytes exceeds AEP's "
-                f"{self.max_entity_bytes // 1024} KB limit"
-            )
-            return self._dead(reason, xdm, record)
-        return self.envelope.wrap(entity), serialized(record)
-
     def process_batch(self, context: dict) -> None:
         received: int = context.get("received", 0)
-        stream = self.stream_name
         if self.mapping.target == "none":
-            self._target.record_stats(stream, received=received, skipped=received)
+            self._target.record_stats(self.stream_name, received=received, skipped=received)
             return
         pending: dict = context.pop("pending", {})
         merged = received - len(pending)
         if merged:
             self.tally_duplicate_merged(merged)
-        dead = [entry for entry in pending.values() if type(entry) is dict]
-        sendable: list[tuple[bytes, bytes]] = [entry for entry in pending.values() if type(entry) is tuple]
+        raws = list(pending.values())
         del pending
-
+        conversions = self._target.conversions.submit(self._spec.key, raws)
         counts = {"received": received, "duplicates_merged": merged}
+        hold = context["requests_full"]
+        # Converted and published while the next records are read. This stream's batches go out in order, and
+        # the target writes STATE only once every batch before it is done (TargetAdobeAEP.wait_for_batches).
+        self._target.in_background(self.stream_name, lambda: self._send_batch(raws, conversions, counts, hold))
+
+    def flush(self) -> None:
+        """Send the messages held back from the last batch (the target is about to write STATE, or ends)."""
+        if self.mapping.target != "none" and not self.config["dry_run"]:
+            self._target.in_background(self.stream_name, self._send_held)
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, []
+        if held:
+            self._publish(held, [], {}, hold_open_request=False)
+
+    def _send_batch(self, raws: list[bytes], conversions: list[Future], counts: dict[str, int], hold: bool) -> None:
+        results: list[bytes | Failure] = [result for chunk in conversions for result in chunk.result()]
+        sendable: list[tuple[bytes, bytes]] = []
+        dead: list[dict] = []
+        for raw, result in zip(raws, results, strict=True):
+            if type(result) is bytes:
+                sendable.append((result, raw))
+            else:
+                dead.append(self._dead(*result, raw))
+        if sendable:
+            entity_bytes = sum(len(message) for message, _ in sendable) - self._envelope_bytes * len(sendable)
+            self._message_bytes_per_record_byte = entity_bytes / sum(len(raw) for _, raw in sendable)
         if self.config["dry_run"]:
             self.dry_run_file.parent.mkdir(parents=True, exist_ok=True)
             with self.dry_run_file.open("ab") as file:
                 file.write(b"".join(m + b"\n" for m, _ in sendable))
             self._finish_batch(dead, written=len(sendable), **counts)
             return
-        # Publishing overlaps with converting the next records. This stream's batches stay in order, and the
-        # target writes STATE only once every batch before it is done (TargetAdobeAEP.wait_for_batches).
-        self._target.in_background(self.stream_name, lambda: self._publish(sendable, dead, counts))
+        held, self._held = self._held, []
+        self._publish(held + sendable, dead, counts, hold_open_request=hold)
 
-    def _publish(self, sendable: list[tuple[bytes, bytes]], dead: list[dict], counts: dict[str, int]) -> None:
+    def _publish(
+        self, sendable: list[tuple[bytes, bytes]], dead: list[dict], counts: dict[str, int], *, hold_open_request: bool
+    ) -> None:
+        if hold_open_request:
+            groups, _ = pack([len(message) for message, _ in sendable], self.config["max_request_bytes"])
+            cut = groups[-1][0] if groups else len(sendable)
+            sendable, self._held = sendable[:cut], sendable[cut:]
         messages = [message for message, _ in sendable]
         if messages:
             result = self._target.publisher.publish(messages)
             for rejection in result.rejected:
-                message, record = sendable[rejection.index]
-                entry = self._dead(rejection.reason, self.envelope.entity(message), orjson.loads(record),
-                                   rejection.http_status)  # fmt: skip
-                dead.append({**entry, "record": orjson.Fragment(record)})
-            counts.update(
-                sent=len(messages), accepted=result.accepted, requests=result.requests, retries=result.retries
-            )
+                message, raw = sendable[rejection.index]
+                dead.append(self._dead(rejection.reason, self.envelope.entity(message), raw, rejection.http_status))
+            counts = {**counts, "sent": len(messages), "accepted": result.accepted, "requests": result.requests,
+                      "retries": result.retries}  # fmt: skip
         self._finish_batch(dead, **counts)
 
     def _finish_batch(self, dead: list[dict], **counts: int) -> None:

@@ -6,7 +6,7 @@ import functools
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import IO, Any
@@ -19,6 +19,7 @@ from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import InvalidInputLine
 
 from target_adobe_aep.connection import ConfigError, RetryPolicy, checked_url, new_session
+from target_adobe_aep.conversion import ConversionPool
 from target_adobe_aep.dcs import Publisher, batch_url
 from target_adobe_aep.dead_letter import DeadLetter
 from target_adobe_aep.ims import TokenProvider
@@ -30,8 +31,9 @@ DEFAULT_SCOPES = "openid,AdobeID,read_organizations,additional_info.projectedPro
 DEFAULT_IDENTITY_NAMESPACES = {"email": "Email", "phone": "Phone", "customer_id": "CapillaryCustomerId"}
 # AEP documents 1 MB per request (413 beyond); stay just under it.
 DEFAULT_MAX_REQUEST_BYTES = 990_000
-# Batches publishing at once (of different streams: a stream's batches go one after the other).
-BATCHES_IN_FLIGHT = 2
+# Batches converted or published at once (a stream's batches are published one after the other); reading input
+# waits while this many are not done, which bounds memory.
+BATCHES_IN_FLIGHT = 4
 
 
 class InputReader(MsgSpecReader):
@@ -188,6 +190,13 @@ class TargetAdobeAEP(Target):
         ),
         th.Property("max_concurrency", th.IntegerType(minimum=1), default=8, description="Requests in flight at once."),
         th.Property(
+            "conversion_workers",
+            th.IntegerType(minimum=0),
+            default=1,
+            description="Processes converting records to XDM (most of the target's CPU) while the target reads "
+            "input and publishes; 0 converts in the target's own process. About the machine's cores minus one.",
+        ),
+        th.Property(
             "max_retries",
             th.IntegerType(minimum=0),
             default=5,
@@ -302,13 +311,24 @@ class TargetAdobeAEP(Target):
     def dead_letter(self) -> DeadLetter:
         return DeadLetter(self.config["dead_letter_path"], max_records=self.config["max_rejected_records"])
 
-    def mapping(self, stream: str) -> StreamMapping:
-        """The compiled mapping of ``stream``; raises ``MappingError`` when there is none or it is invalid."""
+    @functools.cached_property
+    def conversions(self) -> ConversionPool:
+        return ConversionPool(self.config["conversion_workers"])
+
+    def mapping_inputs(self, stream: str) -> dict[str, Any]:
+        """``compile_mapping``'s keyword arguments for ``stream``: its document, origin, tenant and namespaces."""
         document, origin = load_document(stream, (self.config.get("mappings") or {}).get(stream))
         namespaces = {**DEFAULT_IDENTITY_NAMESPACES, **(self.config.get("identity_namespaces") or {})}
-        return compile_mapping(
-            stream, document, origin, tenant_id=self.config.get("tenant_id") or "", identity_namespaces=namespaces
-        )
+        return {
+            "document": document,
+            "origin": origin,
+            "tenant_id": self.config.get("tenant_id") or "",
+            "identity_namespaces": namespaces,
+        }
+
+    def mapping(self, stream: str) -> StreamMapping:
+        """The compiled mapping of ``stream``; raises ``MappingError`` when there is none or it is invalid."""
+        return compile_mapping(stream, **self.mapping_inputs(stream))
 
     def destination(self, target: str) -> tuple[str, str]:
         """``(dataset_id, schema_id)`` for a mapping target (``profile`` or ``event``)."""
@@ -328,24 +348,34 @@ class TargetAdobeAEP(Target):
         return ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT, thread_name_prefix="batch")
 
     def in_background(self, stream: str, job: Callable[[], None]) -> None:
-        """Run ``job`` (a batch of ``stream``) while the next records are converted, once the stream's previous
-        batch is done: a later version of a record never overtakes an earlier one, even across a sink replaced
-        by a schema change. Raises an earlier batch's error."""
-        with self._batches_lock:
-            previous = self._last_batch_of.get(stream)
+        """Run ``job`` (a batch of ``stream``) while the next records are read; it starts its work at once but
+        finishes only after the stream's previous batch, so a later version of a record never overtakes an
+        earlier one, even across a sink replaced by a schema change. Waits while ``BATCHES_IN_FLIGHT`` batches
+        are not done; raises an earlier batch's error."""
+        while True:
+            with self._batches_lock:
+                self._batches = [batch for batch in self._batches if not batch.done() or batch.exception()]
+                failed = [batch for batch in self._batches if batch.done()]
+                if not failed and len(self._batches) < BATCHES_IN_FLIGHT:
+                    previous = self._last_batch_of.get(stream)
+                    self._last_batch_of[stream] = future = self._batch_executor.submit(self._after, previous, job)
+                    self._batches.append(future)
+                    return
+                oldest = self._batches[0]
+            for batch in failed:
+                batch.result()  # raises
+            wait([oldest])
+
+    @staticmethod
+    def _after(previous: Future | None, job: Callable[[], None]) -> None:
         if previous is not None:
-            previous.result()
-        with self._batches_lock:
-            self._batches = [batch for batch in self._batches if not batch.done() or batch.exception()]
-            failed = [batch for batch in self._batches if batch.done()]
-            if not failed:
-                self._last_batch_of[stream] = future = self._batch_executor.submit(job)
-                self._batches.append(future)
-        for batch in failed:
-            batch.result()  # raises
+            previous.result()  # an earlier batch of the stream failed: so does this one, and the run
+        job()
 
     def wait_for_batches(self) -> None:
-        """Return once every batch handed to ``in_background`` is done; raise the first failure."""
+        """Send what every stream holds back, and return once every batch is done; raise the first failure."""
+        for sink in list(self._sinks_active.values()):
+            sink.flush()
         with self._batches_lock:
             batches = list(self._batches)
         for batch in batches:
@@ -358,6 +388,7 @@ class TargetAdobeAEP(Target):
         existing = self._sinks_active.get(stream_name) if schema is not None else None  # RECORDs pass no schema
         if existing is not None and (existing.original_schema, existing.key_properties) != (schema, key_properties):
             self.drain_one(existing)
+            existing.flush()
         return super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties)
 
     def _process_state_message(self, message_dict: dict) -> None:
@@ -401,6 +432,8 @@ class TargetAdobeAEP(Target):
     def _finish(self) -> None:
         if "_batch_executor" in self.__dict__:
             self._batch_executor.shutdown(wait=True, cancel_futures=True)
+        if "conversions" in self.__dict__:
+            self.conversions.shutdown()
         if "publisher" in self.__dict__:
             self.publisher.close()
         for stream, stats in sorted(self.stats.items()):

@@ -76,15 +76,18 @@ def pruned(schema: Any, tree: dict[str, Any] | None) -> Any:
     return result
 
 
-class XdmValidator:
-    """One compiled XDM schema, reduced to what one mapping writes."""
+def reduced(schema: Any, output_tree: dict[str, Any] | None) -> Any:
+    """``schema`` as the target validates entities against it: closed, then pruned to ``output_tree``."""
+    return pruned(closed(schema), output_tree)
 
-    def __init__(self, schema_id: str, schema: dict, output_tree: dict[str, Any] | None = None) -> None:
+
+class XdmValidator:
+    """One compiled XDM schema (``reduced`` to what one mapping writes)."""
+
+    def __init__(self, schema_id: str, schema: dict) -> None:
         self.schema_id = schema_id
         self._validate = fastjsonschema.compile(
-            pruned(closed(schema), output_tree),
-            handlers={"http": _refuse_remote, "https": _refuse_remote},
-            formats=_FORMATS,
+            schema, handlers={"http": _refuse_remote, "https": _refuse_remote}, formats=_FORMATS
         )
 
     def error(self, entity: dict) -> str | None:
@@ -97,7 +100,7 @@ class XdmValidator:
 
 
 class SchemaCatalog:
-    """XDM schemas by id, each loaded once, and a validator per schema and mapping; safe to share between sinks."""
+    """XDM schemas by id, each loaded once, reduced per mapping; safe to share between sinks."""
 
     def __init__(
         self,
@@ -110,13 +113,13 @@ class SchemaCatalog:
         self._lock = threading.Lock()
         self._schemas: dict[str, dict] = {}
 
-    def validator(self, schema_id: str, output_tree: dict[str, Any] | None = None) -> XdmValidator:
-        """A validator of ``schema_id`` for entities holding only the paths of ``output_tree`` (None: any)."""
+    def reduced(self, schema_id: str, output_tree: dict[str, Any] | None = None) -> dict:
+        """``schema_id``'s schema for entities holding only the paths of ``output_tree`` (None: any)."""
         with self._lock:
             if schema_id not in self._schemas:
                 self._schemas[schema_id] = self._load(schema_id)
             schema = self._schemas[schema_id]
-        return XdmValidator(schema_id, schema, output_tree)
+        return reduced(schema, output_tree)
 
     def _load(self, schema_id: str) -> dict:
         path = self._files.get(schema_id)

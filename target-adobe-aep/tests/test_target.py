@@ -12,14 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from conftest import SAMPLES, Aep, record_message, schema_message, state_message, stream_messages, tap_schema
 from singer_sdk import Target
 from singer_sdk.sinks import Sink
 
 from target_adobe_aep.connection import ConfigError
+from target_adobe_aep.conversion import Converter, InvalidInputRecord
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, Publisher, PublishError, PublishResult, pack
-from target_adobe_aep.dead_letter import TooManyRejectedRecords
+from target_adobe_aep.dead_letter import TooManyRejectedRecords, serialized
 from target_adobe_aep.mapping import MappingError
 
 
@@ -300,8 +302,10 @@ def test_console_script_end_to_end(aep: Aep, tmp_path) -> None:
 def test_batches_drain_by_bytes_into_full_requests_and_state_waits_for_them(
     aep: Aep, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """requests_per_batch bounds a batch by the requests its messages fill: every drain but the last sends that
-    many requests, each ≥ 90 % full; a STATE line is written only once AEP holds every record before it."""
+    """requests_per_batch bounds a batch by the requests its messages are expected to fill; every drain but the
+    last sends only requests ≥ 90 % full (about that many: the size of a message is learnt from the first
+    batches; the part-filled last request goes out with the next batch); a STATE line is written only once
+    AEP holds every record before it."""
     drains: list[list[int]] = []
     publish = Publisher.publish
 
@@ -329,7 +333,7 @@ def test_batches_drain_by_bytes_into_full_requests_and_state_waits_for_them(
     assert len(drains) > 5
     for sizes in drains[:-1]:
         groups, oversized = pack(sizes, 20_000)
-        assert len(groups) == 3
+        assert 1 <= len(groups) <= 4
         assert not oversized
         fills = [(REQUEST_OVERHEAD + sum(sizes[i] for i in g) + len(g) - 1) / 20_000 for g in groups]
         assert min(fills) >= 0.9, fills
@@ -349,19 +353,38 @@ def test_a_background_batch_failure_stops_the_run_before_any_state(aep: Aep) -> 
     assert run.states == []
 
 
-def test_timestamp_parsing_matches_the_sdk(aep: Aep) -> None:
-    """The sink's per-stream lookup of date-like properties parses exactly what the SDK's own method parses."""
+def test_conversion_parses_timestamps_as_the_sdk_does(aep: Aep) -> None:
+    """Records are converted from their serialized form; the converter parses date-like properties exactly as
+    the SDK's own method would have (same XDM), and stops on a value the SDK would stop on."""
     run = aep.run([schema_message("transactions")], dry_run=True)
     sink = run.target.get_sink("transactions")
-    for sample in [*transactions(2), {**transactions(1)[0], "undeclared": 1}]:
-        ours, sdks = copy.deepcopy(sample), copy.deepcopy(sample)
-        sink._parse_timestamps_in_record(ours, sink.schema, sink.datetime_error_treatment)
-        Sink._parse_timestamps_in_record(sink, sdks, sink.schema, sink.datetime_error_treatment)
-        assert ours == sdks
-        assert isinstance(ours["billed_at"], datetime.datetime)
+    converter = Converter(sink._spec)
+    for sample in transactions(2):
+        parsed = copy.deepcopy(sample)
+        Sink._parse_timestamps_in_record(sink, parsed, sink.schema, sink.datetime_error_treatment)
+        assert isinstance(parsed["billed_at"], datetime.datetime)
+        assert converter.message(serialized(sample)) == sink.envelope.wrap(orjson.dumps(sink.mapping.convert(parsed)))
     invalid = {**transactions(1)[0], "billed_at": "not a time"}
-    with pytest.raises(ValueError, match="Could not parse value 'not a time' for field 'billed_at'"):
-        sink._parse_timestamps_in_record(invalid, sink.schema, sink.datetime_error_treatment)
+    with pytest.raises(InvalidInputRecord, match="Could not parse value 'not a time' for field 'billed_at'"):
+        converter.message(serialized(invalid))
+
+
+@pytest.mark.parametrize("conversion_workers", [0, 1])
+def test_an_input_record_its_schema_refuses_stops_the_run_before_any_state(aep: Aep, conversion_workers: int) -> None:
+    """As in the SDK (validate_records), a record that violates its stream's schema stops the run; it is
+    validated where it is converted, so the run stops when its batch is, and no STATE covers it."""
+    records = transactions(30)
+    records[25] = {**records[25], "amount": {"not": "a number"}}
+    messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:20]),
+                state_message({"t": 20}), *(record_message("transactions", r) for r in records[20:]),
+                state_message({"t": 30})]  # fmt: skip
+    run = aep.run(messages, expect_error=True, batch_size_rows=20, conversion_workers=conversion_workers)
+    assert isinstance(run.error, InvalidInputRecord)
+    assert "amount" in str(run.error)
+    assert "transactions" in str(run.error)
+    assert run.states == [{"t": 20}] or run.states == []
+    assert {"t": 30} not in run.states
+    assert aep.counts()[aep.config["event_dataset_id"]]["accepted"] <= 20
 
 
 def test_sigterm_stops_without_state_while_batches_are_in_flight(aep: Aep, tmp_path: Path) -> None:

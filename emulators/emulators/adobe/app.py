@@ -4,7 +4,7 @@ Admin routes (besides the shared ``/_emulator/health|requests|faults``):
 
 - ``GET /_emulator/datasets`` — per dataset: schema, ``accepted``, ``failed``, ``distinct_ids``
 - ``GET /_emulator/datasets/{id}/ids|messages|failed?limit=&offset=`` — distinct valid ``_id`` values,
-  stored ``xdmEntity`` bodies, failed records with their validation errors
+  stored ``xdmEntity`` bodies, failed records with their validation errors (409 when ``store_messages`` is off)
 - ``DELETE /_emulator/datasets`` — forget every stored record
 - ``POST /_emulator/revoke-tokens`` — invalidate every issued access token
 
@@ -13,6 +13,7 @@ From Python (tests): ``state = server.app[ADOBE]`` and ``server.call(state.store
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -23,7 +24,7 @@ from emulators.adobe.config import AdobeConfig
 from emulators.adobe.dcs import CollectionService, problem
 from emulators.adobe.ims import TokenIssuer
 from emulators.adobe.platform import PlatformApi
-from emulators.adobe.store import Store
+from emulators.adobe.store import NotStored, Store
 from emulators.adobe.xdm import tenant_schema
 from emulators.faults import ADMIN_PREFIX, ERROR_BODY, REVOKE_TOKENS
 from emulators.server import create_base_app
@@ -73,17 +74,17 @@ def _admin_routes(app: web.Application, state: AdobeState) -> None:
             {ds: {"schema": schema, **counts.get(ds, empty)} for ds, schema in state.config.datasets.items()}
         )
 
-    async def ids(request: web.Request) -> web.Response:
-        limit, offset = _page(request, 1000)
-        return web.json_response({"ids": state.store.distinct_ids(dataset_id(request), limit, offset)})
+    def listing(name: str, method: str, default_limit: int) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A paged listing of one dataset from ``Store.<method>``."""
 
-    async def messages(request: web.Request) -> web.Response:
-        limit, offset = _page(request, 100)
-        return web.json_response({"messages": state.store.messages(dataset_id(request), limit, offset)})
+        async def handler(request: web.Request) -> web.Response:
+            limit, offset = _page(request, default_limit)
+            try:
+                return web.json_response({name: getattr(state.store, method)(dataset_id(request), limit, offset)})
+            except NotStored as exc:
+                raise web.HTTPConflict(text=str(exc)) from None
 
-    async def failed(request: web.Request) -> web.Response:
-        limit, offset = _page(request, 100)
-        return web.json_response({"failed": state.store.failed(dataset_id(request), limit, offset)})
+        return handler
 
     async def clear(_: web.Request) -> web.Response:
         state.store.clear()
@@ -91,9 +92,9 @@ def _admin_routes(app: web.Application, state: AdobeState) -> None:
 
     app.router.add_get(f"{ADMIN_PREFIX}/datasets", datasets)
     app.router.add_delete(f"{ADMIN_PREFIX}/datasets", clear)
-    app.router.add_get(f"{ADMIN_PREFIX}/datasets/{{datasetId}}/ids", ids)
-    app.router.add_get(f"{ADMIN_PREFIX}/datasets/{{datasetId}}/messages", messages)
-    app.router.add_get(f"{ADMIN_PREFIX}/datasets/{{datasetId}}/failed", failed)
+    for name, method, default_limit in (("ids", "distinct_ids", 1000), ("messages", "messages", 100),
+                                        ("failed", "failed", 100)):  # fmt: skip
+        app.router.add_get(f"{ADMIN_PREFIX}/datasets/{{datasetId}}/{name}", listing(name, method, default_limit))
 
 
 def create_app(config: AdobeConfig | None = None) -> web.Application:
@@ -117,7 +118,7 @@ def create_app(config: AdobeConfig | None = None) -> web.Application:
 
     async def open_store(_: web.Application) -> None:
         # SQLite connections belong to one thread: open it on the server's loop thread.
-        dcs.store = Store(config.database)
+        dcs.store = Store(config.database, keep_messages=config.store_messages)
 
     async def close_store(_: web.Application) -> None:
         dcs.store.close()

@@ -42,6 +42,7 @@ class AdobeConfig:
     sync_validation_supported: bool = True
     max_request_bytes: int = 1_000_000
     validate: bool = True
+    store_messages: bool = True
     max_errors_per_message: int = 5
     database: str = ":memory:"
     faults: dict[str, Any] | None = None
@@ -81,6 +82,7 @@ _HELP = {
     "sync_validation_supported": "false: syncValidation=true answers 501 (not a VA7 endpoint)",
     "max_request_bytes": "request body size limit of the DCS endpoints (413 beyond it)",
     "validate": "XDM-validate accepted messages (false: count and store only, for benchmarks)",
+    "store_messages": "keep accepted messages for inspection (false: count them only, for benchmarks)",
     "max_errors_per_message": "schema violations reported per message before validation stops",
     "database": "SQLite file storing received messages (:memory: keeps them in memory)",
     "faults": "fault profile as JSON, or @path to a JSON file (see emulators.faults)",
