@@ -9,9 +9,13 @@ the same code.
 
 from __future__ import annotations
 
+import datetime
 import multiprocessing
+import os
 import pickle
 import signal
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,51 +23,81 @@ from typing import Any
 
 import fastjsonschema
 import orjson
-from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
-from singer_sdk.helpers._compat import date_fromisoformat, datetime_fromisoformat, time_fromisoformat
-from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_adobe_aep.dcs import Envelope
 from target_adobe_aep.mapping import ConversionError, compile_mapping
 from target_adobe_aep.xdm_schema import XdmValidator
 
 # AEP Profile guardrails: larger ExperienceEvents and profile records are dropped (EN help/profile/guardrails.md).
 GUARDRAIL_BYTES = {"event": 10 * 1024, "profile": 100 * 1024}
-# The parsers the SDK applies to date-like properties (its Sink._parse_timestamps_in_record).
+# The parsers the SDK applies to date-like properties (Sink._parse_timestamps_in_record; on Python 3.11+ its
+# singer_sdk.helpers._compat parsers are these). Workers do not import the SDK: it would double their memory.
 DATE_PARSERS: dict[str, Callable[[str], Any]] = {
-    "date-time": datetime_fromisoformat,
-    "date": date_fromisoformat,
-    "time": time_fromisoformat,
+    "date-time": datetime.datetime.fromisoformat,
+    "date": datetime.date.fromisoformat,
+    "time": datetime.time.fromisoformat,
 }
 # Records per task sent to a worker: large enough that inter-process overhead is small, small enough that the
 # workers share a batch evenly.
 CHUNK_RECORDS = 256
 
+XED_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
+
 #: A record that cannot be sent: ``(reason, the XDM entity when conversion got that far)``.
 Failure = tuple[str, Any]
 
 
-class FastRecordValidator(BaseJSONSchemaValidator):
-    """Input validation with a compiled fastjsonschema validator (the SDK's jsonschema one is the hot spot)."""
+class Envelope:
+    """Wraps serialized XDM entities in the streaming message envelope of one dataset and schema."""
 
-    def __init__(self, schema: dict[str, Any]) -> None:
-        super().__init__(schema)
+    def __init__(
+        self, *, schema_id: str, dataset_id: str, org_id: str | None, flow_id: str | None, source: str
+    ) -> None:
+        schema_ref = {"id": schema_id, "contentType": XED_CONTENT_TYPE}
+        header = {"schemaRef": schema_ref, "imsOrgId": org_id, "datasetId": dataset_id, "source": {"name": source}}
+        if not org_id:  # DCCS fills in the inlet's org when the header has none (streaming-multiple-messages.md)
+            del header["imsOrgId"]
+        if flow_id:
+            header["flowId"] = flow_id
+        meta = orjson.dumps({"schemaRef": schema_ref})
+        self._prefix = b'{"header":' + orjson.dumps(header) + b',"body":{"xdmMeta":' + meta + b',"xdmEntity":'
+        self._suffix = b"}}"
+
+    def wrap(self, entity: bytes) -> bytes:
+        return self._prefix + entity + self._suffix
+
+    def entity(self, message: bytes) -> orjson.Fragment:
+        """The serialized XDM entity inside a message of this envelope."""
+        return orjson.Fragment(message[len(self._prefix) : -len(self._suffix)])
+
+
+class InvalidInputRecord(ValueError):
+    """An input record that its stream's schema refuses, or whose date-like property does not parse: the run
+    stops, as the SDK stops on these (its ``InvalidRecord``; the SDK's datetime_error_treatment ERROR)."""
+
+
+class InvalidStreamSchema(ValueError):
+    """A stream's SCHEMA that is not a usable JSON Schema (found when it arrives, as the SDK finds it)."""
+
+
+class RecordValidator:
+    """A stream's input records checked against its Singer schema, compiled with fastjsonschema (the SDK's
+    ``validate_records``; its jsonschema validator was the target's hot spot). Formats are not checked: the
+    SDK's validator does not check them either."""
+
+    def __init__(self, stream: str, schema: dict[str, Any]) -> None:
+        self.stream = stream
         try:
             self._validate = fastjsonschema.compile(schema, use_formats=False, use_default=False)
         except fastjsonschema.JsonSchemaDefinitionException as exc:
-            msg = f"Schema Validation Error: {exc}"
-            raise InvalidJSONSchema(msg) from exc
+            msg = f"stream '{stream}': Schema Validation Error: {exc}"
+            raise InvalidStreamSchema(msg) from None
 
     def validate(self, record: dict[str, Any]) -> None:
         try:
             self._validate(record)
         except fastjsonschema.JsonSchemaValueException as exc:
-            raise InvalidRecord(exc.message, record) from exc
-
-
-class InvalidInputRecord(ValueError):
-    """An input record that its stream's schema refuses, or whose date-like property does not parse: the run
-    stops, as the SDK stops on these (``InvalidRecord``, which cannot cross a process boundary)."""
+            msg = f"Record Message Validation Error: {exc.message} (stream '{self.stream}')"
+            raise InvalidInputRecord(msg) from None
 
 
 @dataclass(frozen=True)
@@ -89,7 +123,8 @@ class Converter:
     def __init__(self, spec: ConversionSpec) -> None:
         self.stream = spec.stream
         self.mapping = compile_mapping(spec.stream, **spec.mapping)
-        self.input_validator = FastRecordValidator(spec.input_schema) if spec.input_schema is not None else None
+        schema = spec.input_schema
+        self.input_validator = RecordValidator(spec.stream, schema) if schema is not None else None
         self.validator = XdmValidator(*spec.xdm_schema) if spec.xdm_schema is not None else None
         self.envelope = spec.envelope
         self.max_entity_bytes = GUARDRAIL_BYTES[self.mapping.target]
@@ -98,16 +133,13 @@ class Converter:
     def message(self, raw: bytes) -> bytes | Failure:
         record = orjson.loads(raw)
         if self.input_validator is not None:
-            try:
-                self.input_validator.validate(record)
-            except InvalidRecord as exc:
-                raise InvalidInputRecord(f"{exc} (stream '{self.stream}')") from None
+            self.input_validator.validate(record)
         for key, parse in self._date_parsers.items():
             value = record.get(key)
             if type(value) is str:
                 try:
                     record[key] = parse(value)
-                except ValueError as exc:  # the SDK's message and outcome (its datetime_error_treatment ERROR)
+                except ValueError as exc:  # the SDK's message and outcome
                     msg = f"Could not parse value '{value}' for field '{key}' (stream '{self.stream}'): {exc}"
                     raise InvalidInputRecord(msg) from None
         try:
@@ -137,9 +169,20 @@ def _convert_chunk(key: str, pickled_spec: bytes, raws: list[bytes]) -> list[byt
     return [converter.message(raw) for raw in raws]
 
 
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group: the target's process decides, workers keep quiet."""
+def _start_worker() -> None:
+    """A worker never outlives the target (a killed target's workers would wait for work forever, holding the
+    pipes Meltano reads until they close), never writes to the target's output (its STATE messages), and
+    leaves Ctrl-C, which reaches the whole process group, to the target."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    threading.Thread(target=_exit_with_target, daemon=True).start()
+
+
+def _exit_with_target() -> None:
+    multiprocessing.parent_process().join()  # returns once the target's process is gone, however it ended
+    os._exit(1)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -159,7 +202,7 @@ class ConversionPool:
         self.workers = workers
         self._executor: Executor
         if workers:
-            self._executor = ProcessPoolExecutor(workers, mp_context=_worker_context(), initializer=_ignore_interrupts)
+            self._executor = ProcessPoolExecutor(workers, mp_context=_worker_context(), initializer=_start_worker)
             self._executor.submit(int)  # start a worker now, while the target reads its first records
         else:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="convert")

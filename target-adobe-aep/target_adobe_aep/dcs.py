@@ -15,7 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-import orjson
 import requests
 
 from target_adobe_aep.connection import CONNECTION_ERRORS, RetriableError, RetryPolicy, raise_if_retriable
@@ -23,7 +22,6 @@ from target_adobe_aep.ims import TokenProvider
 
 logger = logging.getLogger(__name__)
 
-XED_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
 _BATCH_OPEN, _BATCH_CLOSE = b'{"messages":[', b"]}"
 REQUEST_OVERHEAD = len(_BATCH_OPEN) + len(_BATCH_CLOSE)
 
@@ -40,30 +38,6 @@ def batch_url(inlet_url: str) -> str:
         msg = f"inlet_url must look like https://dcs.adobedc.net/collection/{{inletId}}, got {inlet_url!r}"
         raise ValueError(msg)
     return inlet_url.replace("/collection/", "/collection/batch/", 1)
-
-
-class Envelope:
-    """Wraps serialized XDM entities in the streaming message envelope of one dataset and schema."""
-
-    def __init__(
-        self, *, schema_id: str, dataset_id: str, org_id: str | None, flow_id: str | None, source: str
-    ) -> None:
-        schema_ref = {"id": schema_id, "contentType": XED_CONTENT_TYPE}
-        header = {"schemaRef": schema_ref, "imsOrgId": org_id, "datasetId": dataset_id, "source": {"name": source}}
-        if not org_id:  # DCCS fills in the inlet's org when the header has none (streaming-multiple-messages.md)
-            del header["imsOrgId"]
-        if flow_id:
-            header["flowId"] = flow_id
-        meta = orjson.dumps({"schemaRef": schema_ref})
-        self._prefix = b'{"header":' + orjson.dumps(header) + b',"body":{"xdmMeta":' + meta + b',"xdmEntity":'
-        self._suffix = b"}}"
-
-    def wrap(self, entity: bytes) -> bytes:
-        return self._prefix + entity + self._suffix
-
-    def entity(self, message: bytes) -> orjson.Fragment:
-        """The serialized XDM entity inside a message of this envelope."""
-        return orjson.Fragment(message[len(self._prefix) : -len(self._suffix)])
 
 
 class RateLimiter:

@@ -23,8 +23,8 @@ from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_adobe_aep.conversion import DATE_PARSERS, ConversionSpec, Failure
-from target_adobe_aep.dcs import REQUEST_OVERHEAD, Envelope, RequestFill, pack
+from target_adobe_aep.conversion import DATE_PARSERS, ConversionSpec, Envelope, Failure
+from target_adobe_aep.dcs import REQUEST_OVERHEAD, RequestFill, pack
 from target_adobe_aep.dead_letter import serialized
 from target_adobe_aep.mapping import missing_source_paths
 

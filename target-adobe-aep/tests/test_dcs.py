@@ -12,9 +12,9 @@ import pytest
 from emulators.adobe import ADOBE
 from emulators.server import BackgroundServer
 from target_adobe_aep.connection import RetryPolicy, new_session
+from target_adobe_aep.conversion import Envelope
 from target_adobe_aep.dcs import (
     REQUEST_OVERHEAD,
-    Envelope,
     Publisher,
     PublishError,
     RateLimiter,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -387,6 +388,23 @@ def test_an_input_record_its_schema_refuses_stops_the_run_before_any_state(aep: 
     assert aep.counts()[aep.config["event_dataset_id"]]["accepted"] <= 20
 
 
+def _publishing_target(aep: Aep, tmp_path: Path, messages: list[dict], **config: Any) -> subprocess.Popen:
+    """The target's executable, given ``messages`` on a stdin left open (as while the tap still runs), once it
+    has sent its first DCS request."""
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({**aep.config, **config}))
+    command = [str(Path(sys.executable).parent / "target-adobe-aep"), "--config", str(config_file)]
+    pipe = subprocess.PIPE
+    process = subprocess.Popen(command, stdin=pipe, stdout=pipe, stderr=pipe, text=True)
+    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+    process.stdin.flush()
+    deadline = time.monotonic() + 30
+    while not aep.requests("/collection/batch/") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert aep.requests("/collection/batch/"), "the target never published"
+    return process
+
+
 def test_sigterm_stops_without_state_while_batches_are_in_flight(aep: Aep, tmp_path: Path) -> None:
     """A SIGTERM while a batch publishes and the next one waits for it: exit 143 and no STATE (the SDK's handler
     would drain and write a STATE over records the interrupted code had taken but not sent)."""
@@ -394,22 +412,26 @@ def test_sigterm_stops_without_state_while_batches_are_in_flight(aep: Aep, tmp_p
     records = transactions(20)
     messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:19]),
                 state_message({"t": 19}), record_message("transactions", records[19])]  # fmt: skip
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({**aep.config, "batch_size_rows": 10}))
-    command = [str(Path(sys.executable).parent / "target-adobe-aep"), "--config", str(config)]
-    pipe = subprocess.PIPE
-    process = subprocess.Popen(command, stdin=pipe, stdout=pipe, stderr=pipe, text=True)
-    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
-    process.stdin.flush()  # stdin stays open, as while the tap still runs
-    deadline = time.monotonic() + 30
-    while not aep.requests("/collection/batch/") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = _publishing_target(aep, tmp_path, messages, batch_size_rows=10)
     time.sleep(0.3)  # the second batch is full and waits for the first
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM
     assert out == ""
     assert "Received termination signal 15: stopping without writing STATE" in err
+
+
+def test_a_killed_target_leaves_no_process_holding_its_output(aep: Aep, tmp_path: Path) -> None:
+    """SIGKILL while batches are converted and published: the conversion workers (and multiprocessing's helper
+    processes) end with the target, so whoever reads its stdout and stderr (Meltano) sees both close."""
+    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "latency_ms": 3000}]})
+    records = transactions(60)
+    messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records)]
+    process = _publishing_target(aep, tmp_path, messages, batch_size_rows=10, conversion_workers=2)
+    process.kill()
+    out, _ = process.communicate(timeout=30)  # returns only once no process holds the pipes
+    assert process.returncode == -signal.SIGKILL
+    assert out == ""
 
 
 def test_batch_messages_are_refused_not_dropped(aep: Aep, tmp_path: Path) -> None:
