@@ -252,7 +252,7 @@ def memory_line(processes: dict[str, dict[str, float]]) -> str:
         text = f"{name} peak RSS {role.get('peak_rss_mb')} MB"
         if role.get("processes", 0) > 1:
             text += (
-                f" (its largest of {role['processes']} processes; all together {role['peak_pss_mb']} MB PSS, "
+                f" (the largest of its {role['processes']} processes; at most {role['peak_pss_mb']} MB PSS at once, "
                 f"{role['total_peak_rss_mb']} MB summing each one's peak RSS)"
             )
         parts.append(text)
@@ -313,7 +313,7 @@ def main() -> int:
         out(f"  emulators ready in {emulators.generation_s} s (not part of any measured time)\n")
         start = anchor - timedelta(days=HISTORY_DAYS + 1)
         env = pipeline_env(emulators.capillary, emulators.adobe, workdir, start)
-        meltano = args.meltano
+        meltano = str(Path(args.meltano).resolve())  # steps run in other directories
 
         # -- 2. the tap alone, captured -----------------------------------------------------------------
         capture = workdir / "capture.singer"
