@@ -24,6 +24,7 @@ from target_adobe_aep.conversion import Converter, InvalidInputRecord
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, Publisher, PublishError, PublishResult, pack
 from target_adobe_aep.dead_letter import TooManyRejectedRecords, serialized
 from target_adobe_aep.mapping import MappingError
+from target_adobe_aep.sinks import AEPSink
 
 
 def transactions(count: int, *, bad_currency: set[int] = frozenset()) -> list[dict]:
@@ -340,6 +341,41 @@ def test_batches_drain_by_bytes_into_full_requests_and_state_waits_for_them(
         assert min(fills) >= 0.9, fills
     stats = run.target.stats["transactions"]
     assert (stats.accepted, stats.dead_lettered) == (400, 0)
+
+
+@pytest.mark.parametrize("then_a_new_schema", [False, True])
+def test_messages_held_for_a_fuller_request_are_sent_at_the_end_and_on_a_schema_change(
+    aep: Aep, monkeypatch: pytest.MonkeyPatch, then_a_new_schema: bool
+) -> None:
+    """A byte-full batch holds back its part-filled last request. When the input ends right after such a batch
+    (no STATE ever came), or a SCHEMA replaces the stream's sink there, what is held is still sent: nothing
+    stays behind."""
+    records = transactions(300)
+    settings = {"max_request_bytes": 20_000, "requests_per_batch": 2}
+    drains: list[tuple[int, bool]] = []
+    start_drain = AEPSink.start_drain
+
+    def recording_start_drain(self: AEPSink) -> dict:
+        size = self.current_size
+        context = start_drain(self)
+        drains.append((size, context["requests_full"]))
+        return context
+
+    monkeypatch.setattr(AEPSink, "start_drain", recording_start_drain)
+    aep.run([schema_message("transactions"), *(record_message("transactions", r) for r in records)], **settings)
+    assert drains[0][1], "the first drain is a byte-full one"
+    aep.server.call(aep.state.store.clear)
+    first = records[: drains[0][0]]  # the input ends (or the schema changes) right after that drain
+    messages = [schema_message("transactions"), *(record_message("transactions", r) for r in first)]
+    if then_a_new_schema:
+        changed = tap_schema("transactions")
+        changed["properties"]["added_later"] = {"type": ["string", "null"]}
+        messages += [schema_message("transactions", changed), record_message("transactions", records[-1])]
+    run = aep.run(messages, **settings)
+    sent = len(first) + then_a_new_schema
+    stats = run.target.stats["transactions"]
+    assert (stats.received, stats.accepted, stats.dead_lettered) == (sent, sent, 0)
+    assert aep.counts()[aep.config["event_dataset_id"]]["accepted"] == sent
 
 
 def test_a_background_batch_failure_stops_the_run_before_any_state(aep: Aep) -> None:
