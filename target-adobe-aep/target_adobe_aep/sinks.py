@@ -46,7 +46,7 @@ class AEPSink(BatchSink):
         self._requests_per_batch: int = target.config["requests_per_batch"]
         # Messages of the last batch's part-filled request, sent first with the next batch (or by ``flush``).
         # Only this sink's batch jobs touch it, and they run one after the other.
-        self._held: list[tuple[bytes, bytes]] = []
+        self._held: list[tuple[bytes, bytes, Any]] = []  # (message, serialized record, key)
         self._message_bytes_per_record_byte = 1.0  # learnt from each converted batch
         super().__init__(target, *args, **kwargs)
 
@@ -161,14 +161,14 @@ class AEPSink(BatchSink):
         merged = received - len(pending)
         if merged:
             self.tally_duplicate_merged(merged)
-        raws = list(pending.values())
+        keys, raws = list(pending), list(pending.values())
         del pending
         conversions = self._target.conversions.submit(self._spec.key, raws)
         counts = {"received": received, "duplicates_merged": merged}
         hold = context["requests_full"]
         # Converted and published while the next records are read. This stream's batches go out in order, and
         # the target writes STATE only once every batch before it is done (TargetAdobeAEP.wait_for_batches).
-        self._target.in_background(self.stream_name, lambda: self._send_batch(raws, conversions, counts, hold))
+        self._target.in_background(self.stream_name, lambda: self._send_batch(keys, raws, conversions, counts, hold))
 
     def flush(self) -> None:
         """Send the messages held back from the last batch (the target is about to write STATE, or ends)."""
@@ -180,39 +180,49 @@ class AEPSink(BatchSink):
         if held:
             self._publish(held, [], {}, hold_open_request=False)
 
-    def _send_batch(self, raws: list[bytes], conversions: list[Future], counts: dict[str, int], hold: bool) -> None:
+    def _send_batch(
+        self, keys: list, raws: list[bytes], conversions: list[Future], counts: dict[str, int], hold: bool
+    ) -> None:
         results: list[bytes | Failure] = [result for chunk in conversions for result in chunk.result()]
-        sendable: list[tuple[bytes, bytes]] = []
+        sendable: list[tuple[bytes, bytes, Any]] = []
         dead: list[dict] = []
-        for raw, result in zip(raws, results, strict=True):
+        for key, raw, result in zip(keys, raws, results, strict=True):
             if type(result) is bytes:
-                sendable.append((result, raw))
+                sendable.append((result, raw, key))
             else:
                 dead.append(self._dead(*result, raw))
         if sendable:
-            entity_bytes = sum(len(message) for message, _ in sendable) - self._envelope_bytes * len(sendable)
-            self._message_bytes_per_record_byte = entity_bytes / sum(len(raw) for _, raw in sendable)
+            entity_bytes = sum(len(message) for message, _, _ in sendable) - self._envelope_bytes * len(sendable)
+            self._message_bytes_per_record_byte = entity_bytes / sum(len(raw) for _, raw, _ in sendable)
         if self.config["dry_run"]:
             self.dry_run_file.parent.mkdir(parents=True, exist_ok=True)
             with self.dry_run_file.open("ab") as file:
-                file.write(b"".join(m + b"\n" for m, _ in sendable))
+                file.write(b"".join(m + b"\n" for m, _, _ in sendable))
             self._finish_batch(dead, written=len(sendable), **counts)
             return
         held, self._held = self._held, []
+        if held and self.key_properties:
+            # One publish sends its requests concurrently, so two versions of a record in it could arrive in
+            # either order: a held message superseded by a newer version in this batch is dropped.
+            newer = {key for _, _, key in sendable}
+            kept = [item for item in held if item[2] not in newer]
+            counts = {**counts, "duplicates_merged": counts["duplicates_merged"] + len(held) - len(kept)}
+            held = kept
         self._publish(held + sendable, dead, counts, hold_open_request=hold)
 
     def _publish(
-        self, sendable: list[tuple[bytes, bytes]], dead: list[dict], counts: dict[str, int], *, hold_open_request: bool
-    ) -> None:
+        self, sendable: list[tuple[bytes, bytes, Any]], dead: list[dict], counts: dict[str, int], *,
+        hold_open_request: bool,
+    ) -> None:  # fmt: skip
         if hold_open_request:
-            groups, _ = pack([len(message) for message, _ in sendable], self.config["max_request_bytes"])
+            groups, _ = pack([len(message) for message, _, _ in sendable], self.config["max_request_bytes"])
             cut = groups[-1][0] if groups else len(sendable)
             sendable, self._held = sendable[:cut], sendable[cut:]
-        messages = [message for message, _ in sendable]
+        messages = [message for message, _, _ in sendable]
         if messages:
             result = self._target.publisher.publish(messages)
             for rejection in result.rejected:
-                message, raw = sendable[rejection.index]
+                message, raw, _ = sendable[rejection.index]
                 dead.append(self._dead(rejection.reason, self.envelope.entity(message), raw, rejection.http_status))
             counts = {**counts, "sent": len(messages), "accepted": result.accepted, "requests": result.requests,
                       "retries": result.retries}  # fmt: skip

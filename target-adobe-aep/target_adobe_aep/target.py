@@ -236,6 +236,7 @@ class TargetAdobeAEP(Target):
         self._batches: list[Future] = []
         self._last_batch_of: dict[str, Future] = {}  # per stream: its batches are published one after the other
         self._last_written_state: dict | None = None
+        self._finished = False
 
     # -- shared services, created on first use by a sink's setup (i.e. at SCHEMA time) -------------------------
 
@@ -423,14 +424,24 @@ class TargetAdobeAEP(Target):
         )
         sys.exit(128 + signum)
 
-    def listen(self, file_input: IO[str] | None = None) -> None:
+    def process_endofpipe(self) -> None:
+        """The end of the input: every batch is sent (held messages too) and done, even when no STATE came."""
         try:
-            super().listen(file_input)
+            super().process_endofpipe()
             self.wait_for_batches()
         finally:
             self._finish()
 
+    def listen(self, file_input: IO[str] | None = None) -> None:
+        try:
+            super().listen(file_input)
+        finally:
+            self._finish()  # also when the input fails before its end
+
     def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
         if "_batch_executor" in self.__dict__:
             self._batch_executor.shutdown(wait=True, cancel_futures=True)
         if "conversions" in self.__dict__:

@@ -34,6 +34,7 @@ from singer_sdk.testing.target_tests import (
     TargetSpecialCharsInAttributes,
 )
 
+from target_adobe_aep.conversion import InvalidInputRecord
 from target_adobe_aep.target import TargetAdobeAEP
 
 SDK_STREAMS = sorted(
@@ -94,3 +95,14 @@ def test_sdk_test_streams_really_arrive(aep: Aep) -> None:
     fields = [e["_capillarydemo"]["capillary"]["transaction"]["customFields"] for e in events]
     assert fields[0] == {"id": "1", "fruits": '["apple","orange","pear"]'}
     assert [f["id"] for f in fields] == ["1", "2", "3", "4"]
+
+
+def test_the_sdk_runner_sees_a_record_its_schema_refuses(aep: Aep) -> None:
+    """The SDK's runner ends the input with process_endofpipe, not listen: the target still waits for its
+    batches there, so a record that fails input validation in a conversion worker fails the run."""
+    config = {**aep.config, "mappings": dict.fromkeys(SDK_STREAMS, GENERIC_MAPPING)}
+    streams = resources.files("singer_sdk.testing.target_test_streams")
+    runner = TargetTestRunner(target_class=TargetAdobeAEP, config=config, parse_env_config=False,
+                              input_filepath=streams / "record_missing_required_property.singer")  # fmt: skip
+    with pytest.raises(InvalidInputRecord, match="must contain"):
+        runner.sync_all()

@@ -378,6 +378,38 @@ def test_messages_held_for_a_fuller_request_are_sent_at_the_end_and_on_a_schema_
     assert aep.counts()[aep.config["event_dataset_id"]]["accepted"] == sent
 
 
+def test_a_held_message_never_shares_a_publish_with_a_newer_version_of_its_record(
+    aep: Aep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish sends its requests concurrently (and retries them one by one), so two versions of a record in
+    one publish could arrive in either order: a held message superseded by the next batch is dropped instead."""
+    published: list[list[str]] = []
+    publish = Publisher.publish
+
+    def recording_publish(self: Publisher, messages: list[bytes]) -> PublishResult:
+        published.append([orjson.loads(m)["body"]["xdmEntity"]["_id"] for m in messages])
+        return publish(self, messages)
+
+    monkeypatch.setattr(Publisher, "publish", recording_publish)
+    records = transactions(27)
+    # 22 records make one byte-full batch, whose last request is held; newer versions of them follow at once.
+    newer = [{**r, "amount": r["amount"] + 1} for r in reversed(records[:22])]
+    messages = [schema_message("transactions"), *(record_message("transactions", r) for r in [*records, *newer])]
+    run = aep.run(messages, max_request_bytes=20_000, requests_per_batch=2)
+    assert any(len(ids) for ids in published[1:]), "a held part went out with a later batch"
+    for ids in published:
+        assert len(ids) == len(set(ids)), "two versions of one record in one publish"
+    stats = run.target.stats["transactions"]
+    assert stats.received == 49
+    assert stats.accepted + stats.duplicates_merged == 49
+    assert stats.duplicates_merged > 0
+    stored = aep.stored(aep.config["event_dataset_id"])
+    last = {entity["_id"]: entity for entity in stored}  # arrival order: the last one stored wins
+    assert len(last) == 27
+    expected = records[0]["amount"] + 1
+    assert [entity["commerce"]["order"]["priceTotal"] for entity in last.values()].count(expected) == 22
+
+
 def test_a_background_batch_failure_stops_the_run_before_any_state(aep: Aep) -> None:
     aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"503": 1.0}, "retry_after": 0,
                                       "max_faults": 100}]})  # fmt: skip
