@@ -208,13 +208,12 @@ class ConversionPool:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="convert")
         self._pickled: dict[str, bytes] = {}
 
-    def prepare(self, spec: ConversionSpec) -> Converter:
+    def prepare(self, spec: ConversionSpec) -> None:
         """Compile ``spec`` here (configuration errors surface now, at SCHEMA time) and keep it for the workers."""
         converter = Converter(spec)
         self._pickled[spec.key] = pickle.dumps(spec)
         if not self.workers:
             _compiled[spec.key] = converter
-        return converter
 
     def submit(self, spec_key: str, raws: list[bytes]) -> list[Future]:
         """Start converting ``raws``; the futures give, chunk by chunk, each record's message or ``Failure``."""

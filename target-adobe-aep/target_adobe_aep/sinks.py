@@ -26,7 +26,7 @@ from singer_sdk.sinks.core import BaseJSONSchemaValidator
 from target_adobe_aep.conversion import DATE_PARSERS, ConversionSpec, Envelope, Failure
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, RequestFill, pack
 from target_adobe_aep.dead_letter import serialized
-from target_adobe_aep.mapping import missing_source_paths
+from target_adobe_aep.mapping import compile_mapping, missing_source_paths
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
@@ -64,7 +64,7 @@ class AEPSink(BatchSink):
         date_kinds = {key: kind for key, prop in properties.items()
                       if (kind := get_datelike_property_type(prop)) in DATE_PARSERS}  # fmt: skip
         mapping_inputs = target.mapping_inputs(self.stream_name)
-        self.mapping = target.mapping(self.stream_name)
+        self.mapping = compile_mapping(self.stream_name, **mapping_inputs)
         for path in missing_source_paths(self.mapping, self.schema):
             self.logger.warning(
                 "Mapping %s reads '%s', which the stream's schema does not declare", self.mapping.origin, path
@@ -108,13 +108,17 @@ class AEPSink(BatchSink):
             super()._parse_timestamps_in_record(record, schema, treatment)
 
     @property
+    def _requests_full(self) -> bool:
+        return self._fill.full_requests >= self._requests_per_batch
+
+    @property
     def is_full(self) -> bool:
-        return super().is_full or self._fill.full_requests >= self._requests_per_batch
+        return super().is_full or self._requests_full
 
     def start_drain(self) -> dict:
         # Only a batch drained because its requests are full holds back its last, part-filled request: one
         # drained by batch_size_rows, a checkpoint or the end of input sends everything.
-        full = self._fill.full_requests >= self._requests_per_batch
+        full = self._requests_full
         self._fill = RequestFill(self._fill.max_request_bytes)
         context = super().start_drain()
         context["requests_full"] = full

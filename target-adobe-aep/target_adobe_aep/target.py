@@ -23,7 +23,7 @@ from target_adobe_aep.conversion import ConversionPool
 from target_adobe_aep.dcs import Publisher, batch_url
 from target_adobe_aep.dead_letter import DeadLetter
 from target_adobe_aep.ims import TokenProvider
-from target_adobe_aep.mapping import StreamMapping, compile_mapping, load_document
+from target_adobe_aep.mapping import load_document
 from target_adobe_aep.schema_registry import SchemaCatalog, SchemaRegistry
 from target_adobe_aep.sinks import AEPSink
 
@@ -318,7 +318,8 @@ class TargetAdobeAEP(Target):
         return ConversionPool(self.config["conversion_workers"])
 
     def mapping_inputs(self, stream: str) -> dict[str, Any]:
-        """``compile_mapping``'s keyword arguments for ``stream``: its document, origin, tenant and namespaces."""
+        """``compile_mapping``'s keyword arguments for ``stream``: its document, origin, tenant and namespaces;
+        raises ``MappingError`` when it has no mapping."""
         document, origin = load_document(stream, (self.config.get("mappings") or {}).get(stream))
         namespaces = {**DEFAULT_IDENTITY_NAMESPACES, **(self.config.get("identity_namespaces") or {})}
         return {
@@ -327,10 +328,6 @@ class TargetAdobeAEP(Target):
             "tenant_id": self.config.get("tenant_id") or "",
             "identity_namespaces": namespaces,
         }
-
-    def mapping(self, stream: str) -> StreamMapping:
-        """The compiled mapping of ``stream``; raises ``MappingError`` when there is none or it is invalid."""
-        return compile_mapping(stream, **self.mapping_inputs(stream))
 
     def destination(self, target: str) -> tuple[str, str]:
         """``(dataset_id, schema_id)`` for a mapping target (``profile`` or ``event``)."""
