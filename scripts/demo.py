@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline import ROOT, RunResult, meltano, pipeline_env
@@ -99,7 +99,7 @@ def main() -> int:
         out(f"Capillary emulator: {capillary.base_url}   Adobe emulator: {adobe.base_url}\n")
         counts = capillary.call(capillary.app[ADMIN].counts)
         out("Capillary data: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "\n")
-        start = datetime.now(timezone.utc) - timedelta(days=HISTORY_DAYS + 1)
+        start = datetime.now(UTC) - timedelta(days=HISTORY_DAYS + 1)
         env = pipeline_env(capillary, adobe, workdir, start)
 
         out("\n[1/2] meltano run tap-capillary target-adobe-aep (first run: backfill)\n")

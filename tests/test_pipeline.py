@@ -6,7 +6,7 @@ from the Adobe emulator's datasets (``harness.stored_records``).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from harness import (
@@ -103,12 +103,12 @@ def test_incremental_run_sends_the_changes_and_full_refresh_everything(pipeline:
 @SMALL_ORG
 def test_state_set_and_clear_rewind_the_pipeline(pipeline: Pipeline) -> None:
     capillary, adobe = pipeline.capillary, pipeline.adobe
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run_ok(pipeline)
     state = pipeline.state()
     # A finished pass: every stream's bookmark is the run's end (its start, lookback 0), no pass in progress.
     assert set(bookmarks(state)) == set(STREAMS)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for bookmark in bookmarks(state).values():
         assert "pass_since" not in bookmark
         assert started - timedelta(seconds=1) <= datetime.fromisoformat(bookmark["replication_key_value"]) <= now

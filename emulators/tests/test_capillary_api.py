@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -361,4 +361,4 @@ def test_v2_times_carry_the_offset_and_v11_times_are_naive(api):
     naive = datetime.strptime(same["created_date"], "%Y-%m-%d %H:%M:%S")
     assert aware.utcoffset() == timedelta(hours=5, minutes=30)
     assert naive == aware.replace(tzinfo=None)
-    assert aware.astimezone(timezone.utc).replace(tzinfo=None) != naive
+    assert aware.astimezone(UTC).replace(tzinfo=None) != naive

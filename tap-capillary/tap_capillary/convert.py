@@ -8,7 +8,7 @@ JSON numbers, booleans, and RFC 3339 UTC times (capillary-api.md 2.4, 2.5).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 _TRUE = {"true", "1", "yes"}
@@ -83,12 +83,12 @@ class TimeConverter:
         if value is None or value == "":
             return None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value / 1000, tz=timezone.utc)  # epoch milliseconds
+            return datetime.fromtimestamp(value / 1000, tz=UTC)  # epoch milliseconds
         # "2023-06-21 13:34:16.0", "2021-09-09T11:49:14+05:30", "2023-11-13T19:30:48Z", "2024-06-01"
         parsed = datetime.fromisoformat(str(value).strip())
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=self.cluster_timezone)
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
 
     def to_utc(self, value: Any) -> str | None:
         """RFC 3339 UTC text, or None."""

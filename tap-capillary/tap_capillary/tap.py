@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, ClassVar
 from urllib.parse import urlparse
@@ -221,7 +221,7 @@ class TapCapillary(Tap):
     @cached_property
     def run_started_at(self) -> datetime:
         """Upper bound of this run's extraction; records changed later are left for the next run."""
-        return datetime.now(timezone.utc).replace(microsecond=0)
+        return datetime.now(UTC).replace(microsecond=0)
 
     @cached_property
     def transaction_details(self) -> streams.TransactionDetailStream:

@@ -28,7 +28,7 @@ State per stream (no per-customer entries)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
@@ -58,7 +58,7 @@ class Pass:
 
 def parse_utc(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _is_ambiguous(moment: datetime, zone: tzinfo) -> bool:
@@ -85,7 +85,7 @@ def plan_pass(
     now: datetime,
     window_days: int,
     lookback_minutes: int,
-    cluster_timezone: tzinfo = timezone.utc,
+    cluster_timezone: tzinfo = UTC,
     single_window: bool = False,
 ) -> Pass:
     """The pass a run makes for one stream, from its state and the settings."""

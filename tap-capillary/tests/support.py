@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from emulators.server import BackgroundServer
@@ -20,15 +20,13 @@ TILL = {"username": "store123", "password": "Pass123"}
 def past_anchor() -> str:
     """An emulator anchor (end of its generated history) an hour before now: no generated record is
     then as new as a run's start, which would leave it to the next run and make runs differ."""
-    return (datetime.now(timezone.utc) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0).isoformat()
+    return (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0).isoformat()
 
 
 def tap_config(server: BackgroundServer, **overrides: Any) -> dict[str, Any]:
     """A config reading everything the emulator holds: from before its history starts up to the run's
     start (``lookback_minutes`` 0: the emulator's search has no indexing lag to wait for)."""
-    start = datetime.fromtimestamp(server.config.anchor_epoch, timezone.utc) - timedelta(
-        days=server.config.history_days + 30
-    )
+    start = datetime.fromtimestamp(server.config.anchor_epoch, UTC) - timedelta(days=server.config.history_days + 30)
     return {
         "base_url": server.base_url,
         **OAUTH,

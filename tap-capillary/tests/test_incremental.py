@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def wait_past(state: dict[str, Any]) -> int:
 def test_lookback_margin_is_reread_filtered_and_emitted_once_settled() -> None:
     """Runs emit up to ``lookback_minutes`` before their start and re-read the margin before the bookmark:
     a quiet second run re-reads customers but emits nothing, and recent data comes out exactly once later."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     server = start_capillary(customers=15, seed=13, anchor_time=(now - timedelta(hours=3)).isoformat())
     try:
         admin = server.app[ADMIN]
@@ -162,7 +162,7 @@ def test_backfill_killed_mid_way_resumes_at_the_next_window(server: BackgroundSe
 def test_bounded_backfill_then_incremental_run(server: BackgroundServer) -> None:
     config = tap_config(server)
     complete = run_tap(config)
-    middle = datetime.fromtimestamp(server.config.anchor_epoch - 200 * 86_400, timezone.utc).isoformat()
+    middle = datetime.fromtimestamp(server.config.anchor_epoch - 200 * 86_400, UTC).isoformat()
     bounded = run_tap({**config, "end_date": middle})
     rest = run_tap(config, state=bounded.state)
     for stream in STREAMS:
@@ -195,14 +195,14 @@ def test_activity_in_a_repeated_local_hour_is_emitted_exactly_once(
         customer = server.call(server.app[ADMIN].changed_customers, 0, None)[0]
         counts = {"ledger_entries": 2, "redemptions": 1, "tier_changes": 1, "coupons": 1, "rewards": 1,
                   "new_transactions": 1}  # fmt: skip
-        at = int(datetime.fromisoformat(activity_at).replace(tzinfo=timezone.utc).timestamp())
+        at = int(datetime.fromisoformat(activity_at).replace(tzinfo=UTC).timestamp())
         runs = []
         state: dict[str, Any] = {}
         activity = None
         for now in (first_run, second_run, "2025-11-02T10:30:00"):
-            if activity is None and at < datetime.fromisoformat(now).replace(tzinfo=timezone.utc).timestamp():
+            if activity is None and at < datetime.fromisoformat(now).replace(tzinfo=UTC).timestamp():
                 activity = server.call(server.app[ADMIN].activity, {"at": at, "customer_ids": [customer], **counts})
-            run = run_tap(config, state, now=datetime.fromisoformat(now).replace(tzinfo=timezone.utc))
+            run = run_tap(config, state, now=datetime.fromisoformat(now).replace(tzinfo=UTC))
             runs.append(run)
             state = run.state
     finally:
@@ -218,7 +218,7 @@ def test_activity_in_a_repeated_local_hour_is_emitted_exactly_once(
         assert sorted(r[key] for r in emitted[stream] if r[key] in new) == sorted(activity[added]), stream
     # Without ids: the customer's records after the generated history (a time in the second occurrence is
     # emitted an hour early: the API's naive time cannot say which occurrence it means).
-    anchor = datetime(2025, 11, 2, 3, tzinfo=timezone.utc)
+    anchor = datetime(2025, 11, 2, 3, tzinfo=UTC)
     for stream, time_key, added in (("redemptions", "redeemed_at", "redemptions_added"),
                                     ("tier_history", "changed_at", "tier_changes_added")):  # fmt: skip
         new = [r for r in emitted[stream] if r["customer_id"] == customer and instant(r[time_key]) > anchor]

@@ -46,7 +46,7 @@ class DeadLetter:
     def write(self, entries: list[dict[str, Any]]) -> None:
         if not entries:
             return
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
         lines = b"".join(
             orjson.dumps({"time": now, **entry}, default=_json_default, option=orjson.OPT_APPEND_NEWLINE)
             for entry in entries

@@ -27,7 +27,7 @@ import orjson
 Record = Mapping[str, Any]
 
 PRESETS = resources.files("target_adobe_aep") / "mappings"
-_UTC = datetime.timezone.utc
+_UTC = datetime.UTC
 _EPOCH_MS_THRESHOLD = 100_000_000_000  # epoch numbers above this are milliseconds (year 5138 in seconds)
 
 

@@ -36,8 +36,8 @@ def test_hash_id_is_deterministic_and_independent_of_number_and_offset_spelling(
     india = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
     fields = [{"to": "_id", "hash": ["$stream", "id", "at"]}]
     a = convert(fields, {"id": 7, "at": datetime.datetime(2024, 1, 1, 5, 30, tzinfo=india)})["_id"]
-    b = convert(fields, {"id": decimal.Decimal("7"), "at": datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)})
-    c = convert(fields, {"id": 8, "at": datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)})["_id"]
+    b = convert(fields, {"id": decimal.Decimal("7"), "at": datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)})
+    c = convert(fields, {"id": 8, "at": datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)})["_id"]
     assert a == b["_id"]
     assert a != c
     assert len(a) == 64
@@ -137,7 +137,7 @@ def test_events_need_id_and_a_past_timestamp() -> None:
     assert event["timestamp"] == "2020-01-01T00:00:00Z"
     with pytest.raises(ConversionError, match="no timestamp"):
         convert(fields, {"id": 1}, target="event")
-    future = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).isoformat()
+    future = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).isoformat()
     with pytest.raises(ConversionError, match="in the future"):
         convert(fields, {"id": 1, "at": future}, target="event")
     with pytest.raises(ConversionError, match="no _id"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from emulators.options import parse_bool, parse_json_object
@@ -41,7 +41,7 @@ HELP = {
 
 
 def _default_anchor() -> str:
-    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     return now.isoformat()
 
 
@@ -80,7 +80,7 @@ class CapillaryConfig:
     def anchor_epoch(self) -> int:
         anchor = datetime.fromisoformat(self.anchor_time)
         if anchor.tzinfo is None:
-            anchor = anchor.replace(tzinfo=timezone.utc)
+            anchor = anchor.replace(tzinfo=UTC)
         return int(anchor.timestamp())
 
     def scale(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Rewards: epoch milliseconds and UTC ISO. Field types follow the doc samples of e
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,11 +36,11 @@ class Clock:
 
     @staticmethod
     def utc(epoch: int | None) -> str | None:
-        return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return None if epoch is None else datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     @staticmethod
     def utc_millis(epoch: int) -> str:
-        return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
     def parse_local(self, text: str, formats: tuple[str, ...]) -> int:
         """Epoch of a naive cluster-local time in one of ``formats``; ValueError otherwise."""
