@@ -457,16 +457,18 @@ class StreamMapping:
     output_tree: dict[str, Any]
     _convert: Callable[[Record], dict]
 
-    def convert(self, record: Record) -> dict:
-        """The XDM entity for ``record``; raises ``ConversionError`` when it cannot be converted."""
+    def convert(self, record: Record, *, latest: datetime.datetime | None = None) -> dict:
+        """The XDM entity for ``record``; raises ``ConversionError`` when it cannot be converted, e.g. when an
+        ExperienceEvent's timestamp is after ``latest``."""
         out = self._convert(record)
         if self.target == "event":
-            _check_event(out)
+            _check_event(out, latest)
         return out
 
 
-def _check_event(event: dict) -> None:
-    """The ExperienceEvent class requires ``_id`` and a ``timestamp`` that "must occur in the past"."""
+def _check_event(event: dict, latest: datetime.datetime | None) -> None:
+    """The ExperienceEvent class requires ``_id`` and a ``timestamp``; XDM says the timestamp "must occur in the
+    past" (EN help/xdm/classes/experienceevent.md), which the caller enforces with an allowance (``latest``)."""
     if "_id" not in event:
         raise ConversionError("the ExperienceEvent has no _id: every source of the mapping's _id rule is empty")
     timestamp = event.get("timestamp")
@@ -477,9 +479,13 @@ def _check_event(event: dict) -> None:
     except ValueError:
         msg = f"the ExperienceEvent timestamp {timestamp!r} is not RFC 3339"
         raise ConversionError(msg) from None
-    if moment.tzinfo is None or moment > datetime.datetime.now(_UTC):
+    if moment.tzinfo is None:
+        msg = f"the ExperienceEvent timestamp {timestamp!r} has no UTC offset"
+        raise ConversionError(msg)
+    if latest is not None and moment > latest:
         msg = (
-            f"the ExperienceEvent timestamp {timestamp!r} is in the future or has no UTC offset; AEP requires the past"
+            f"the ExperienceEvent timestamp {timestamp!r} is in the future, later than {_utc_text(latest)} "
+            "(now + future_timestamp_tolerance_seconds); XDM requires the past"
         )
         raise ConversionError(msg)
 

@@ -12,6 +12,7 @@ accepted by AEP or written to the dead letter, and any failure leaves the state 
 
 from __future__ import annotations
 
+import datetime
 import re
 import uuid
 from concurrent.futures import Future
@@ -23,7 +24,7 @@ from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_adobe_aep.conversion import DATE_PARSERS, ConversionSpec, Envelope, Failure
+from target_adobe_aep.conversion import DATE_PARSERS, GUARDRAIL_BYTES, ConversionSpec, Envelope, Failure
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, RequestFill, pack
 from target_adobe_aep.dead_letter import serialized
 from target_adobe_aep.mapping import compile_mapping, missing_source_paths
@@ -74,6 +75,7 @@ class AEPSink(BatchSink):
                              self.stream_name, self.mapping.origin)  # fmt: skip
             return
         dataset_id, schema_id = target.destination(self.mapping.target)
+        target.profile_guardrail_kb[self.stream_name] = GUARDRAIL_BYTES[self.mapping.target] // 1024
         self.envelope = Envelope(
             schema_id=schema_id,
             dataset_id=dataset_id,
@@ -91,6 +93,8 @@ class AEPSink(BatchSink):
             envelope=self.envelope,
             input_schema=self.schema if self.validate_schema else None,
             date_kinds=date_kinds,
+            future_tolerance=datetime.timedelta(seconds=self.config["future_timestamp_tolerance_seconds"]),
+            dead_letter_over_guardrail=self.config["dead_letter_over_profile_guardrail"],
         )
         target.conversions.prepare(self._spec)
         self._envelope_bytes = len(self.envelope.wrap(b""))
@@ -198,6 +202,9 @@ class AEPSink(BatchSink):
         if sendable:
             entity_bytes = sum(len(message) for message, _, _ in sendable) - self._envelope_bytes * len(sendable)
             self._message_bytes_per_record_byte = entity_bytes / sum(len(raw) for _, raw, _ in sendable)
+            # Sent to the data lake all the same; Profile drops them (dead_letter_over_profile_guardrail: false).
+            largest_kept = GUARDRAIL_BYTES[self.mapping.target] + self._envelope_bytes
+            counts = {**counts, "over_profile_guardrail": sum(len(m) > largest_kept for m, _, _ in sendable)}
         if self.config["dry_run"]:
             self.dry_run_file.parent.mkdir(parents=True, exist_ok=True)
             with self.dry_run_file.open("ab") as file:

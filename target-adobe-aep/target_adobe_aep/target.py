@@ -62,6 +62,7 @@ class StreamStats:
     duplicates_merged: int = 0
     sent: int = 0
     accepted: int = 0
+    over_profile_guardrail: int = 0
     dead_lettered: int = 0
     written: int = 0
     requests: int = 0
@@ -142,6 +143,22 @@ class TargetAdobeAEP(Target):
             th.BooleanType,
             default=True,
             description="Validate each XDM record against its schema before sending; invalid ones are dead-lettered.",
+        ),
+        th.Property(
+            "future_timestamp_tolerance_seconds",
+            th.IntegerType(minimum=0),
+            default=300,
+            description="How far an ExperienceEvent's timestamp may be ahead of this machine's clock (clock skew) "
+            "and still be sent; later ones are dead-lettered. XDM says the timestamp must be in the past, but AEP's "
+            "schema only requires a date-time, so a skewed clock must not cost events.",
+        ),
+        th.Property(
+            "dead_letter_over_profile_guardrail",
+            th.BooleanType,
+            default=False,
+            description="Dead-letter entities over Real-Time Customer Profile's guardrails (ExperienceEvent 10 KB, "
+            "profile record 100 KB) instead of sending them: the data lake takes them (up to 1 MB), Profile drops "
+            "them. Either way they are counted as over_profile_guardrail in the summary.",
         ),
         _string(
             "dead_letter_path",
@@ -237,6 +254,7 @@ class TargetAdobeAEP(Target):
         self._last_batch_of: dict[str, Future] = {}  # per stream: its batches are published one after the other
         self._last_written_state: dict | None = None
         self._finished = False
+        self.profile_guardrail_kb: dict[str, int] = {}  # per stream: Profile's size limit of what it writes
 
     # -- shared services, created on first use by a sink's setup (i.e. at SCHEMA time) -------------------------
 
@@ -448,6 +466,12 @@ class TargetAdobeAEP(Target):
         for stream, stats in sorted(self.stats.items()):
             summary = " ".join(f"{name}={value}" for name, value in asdict(stats).items())
             self.logger.info("Summary for stream '%s': %s", stream, summary)
+            if stats.over_profile_guardrail:
+                self.logger.warning(
+                    "Stream '%s': %d record(s) over Profile's %d KB guardrail were sent: the data lake keeps them, "
+                    "Real-Time Customer Profile drops them (dead_letter_over_profile_guardrail dead-letters them)",
+                    stream, stats.over_profile_guardrail, self.profile_guardrail_kb[stream],
+                )  # fmt: skip
         if "dead_letter" in self.__dict__ and self.dead_letter.count:
             self.logger.warning("%d record(s) dead-lettered to %s", self.dead_letter.count, self.dead_letter.path)
 

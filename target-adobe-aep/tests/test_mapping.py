@@ -137,9 +137,14 @@ def test_events_need_id_and_a_past_timestamp() -> None:
     assert event["timestamp"] == "2020-01-01T00:00:00Z"
     with pytest.raises(ConversionError, match="no timestamp"):
         convert(fields, {"id": 1}, target="event")
-    future = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).isoformat()
-    with pytest.raises(ConversionError, match="in the future"):
-        convert(fields, {"id": 1, "at": future}, target="event")
+    latest = datetime.datetime(2020, 1, 1, 0, 5, tzinfo=datetime.UTC)  # now + the allowance for clock skew
+    mapping = compile_mapping("s", {"target": "event", "fields": fields}, "test", tenant_id="acme",
+                              identity_namespaces={})  # fmt: skip
+    assert (
+        mapping.convert({"id": 1, "at": "2020-01-01T00:05:00Z"}, latest=latest)["timestamp"] == "2020-01-01T00:05:00Z"
+    )
+    with pytest.raises(ConversionError, match="in the future, later than 2020-01-01T00:05:00Z"):
+        mapping.convert({"id": 1, "at": "2020-01-01T00:05:01Z"}, latest=latest)
     with pytest.raises(ConversionError, match="no _id"):
         convert([{"to": "_id", "from": "id"}, {"to": "timestamp", "value": "2020-01-01T00:00:00Z"}], {}, target="event")
 

@@ -147,13 +147,49 @@ def test_zero_max_rejected_records_never_aborts(aep: Aep) -> None:
     assert len(aep.dead_letters()) == 4
 
 
-def test_oversized_event_hits_the_guardrail(aep: Aep) -> None:
+def oversized_bill() -> dict:
+    """A bill of 80 lines: its ExperienceEvent is about 12 KB, over Profile's 10 KB guardrail."""
     record = transactions(1)[0]
-    record["line_items"] = [{**record["line_items"][0], "line_item_id": i} for i in range(200)]
-    aep.run(stream_messages("transactions", [record], {"t": 1}))
+    record["line_items"] = [{**record["line_items"][0], "line_item_id": i} for i in range(80)]
+    return record
+
+
+def test_event_over_profiles_guardrail_goes_to_the_data_lake_and_is_counted(aep: Aep, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    run = aep.run(stream_messages("transactions", [oversized_bill(), transactions(2)[1]], {"t": 1}))
+    assert run.states == [{"t": 1}]
+    assert aep.dead_letters() == []
+    (big, _) = aep.stored(aep.config["event_dataset_id"])
+    assert 11 * 1024 < len(orjson.dumps(big)) < 14 * 1024
+    stats = run.target.stats["transactions"]
+    assert (stats.accepted, stats.over_profile_guardrail) == (2, 1)
+    assert "1 record(s) over Profile's 10 KB guardrail were sent" in caplog.text
+    assert "over_profile_guardrail=1" in caplog.text
+
+
+def test_events_over_profiles_guardrail_can_be_dead_lettered(aep: Aep) -> None:
+    run = aep.run(
+        stream_messages("transactions", [oversized_bill()], {"t": 1}), dead_letter_over_profile_guardrail=True
+    )
     (dead,) = aep.dead_letters()
     assert dead["reason"].startswith("guardrail: XDM event of")
-    assert "10 KB" in dead["reason"]
+    assert "over Profile's 10 KB guardrail" in dead["reason"]
+    assert run.target.stats["transactions"].sent == 0
+
+
+def test_future_timestamps_within_the_allowance_are_sent(aep: Aep) -> None:
+    """A tap's clock a little ahead of this machine's must not cost events; far in the future is an error."""
+    now = datetime.datetime.now(datetime.UTC)
+    ahead, far = transactions(2)
+    ahead["billed_at"] = (now + datetime.timedelta(seconds=60)).isoformat()
+    far["billed_at"] = (now + datetime.timedelta(days=1)).isoformat()
+    run = aep.run(stream_messages("transactions", [ahead, far], {"t": 1}), future_timestamp_tolerance_seconds=600)
+    assert run.states == [{"t": 1}]
+    (stored,) = aep.stored(aep.config["event_dataset_id"])
+    assert stored["commerce"]["order"]["purchaseID"] == ahead["bill_number"]
+    (dead,) = aep.dead_letters()
+    assert "in the future" in dead["reason"]
+    assert dead["key"] == {"transaction_id": far["transaction_id"]}
 
 
 def test_same_record_gets_the_same_id_on_every_run_and_duplicates_in_a_batch_collapse(aep: Aep) -> None:
