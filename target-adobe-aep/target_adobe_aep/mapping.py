@@ -3,9 +3,9 @@
 A mapping is a list of rules, each writing one XDM path (``to``) from one value source (``from``, ``value``,
 ``hash``, ``concat``, ``coalesce``, ``when``, ``each``) through optional named transforms and an optional value
 ``map``; ``identity`` rules fill ``identityMap``. Every value is normalised to plain JSON (datetimes → RFC 3339
-UTC, decimals → numbers) and null/empty values are never written, because AEP rejects them. Each mapping is
-compiled once into the source of one Python function (``_Codegen``), so converting a record costs no
-interpretation. The full language is in README.md and ``mapping.schema.json``.
+UTC, decimals → numbers, text trimmed) and null/empty/blank values are never written, because AEP rejects them.
+Each mapping is compiled once into the source of one Python function (``_Codegen``), so converting a record costs
+no interpretation. The full language is in README.md and ``mapping.schema.json``.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ def _utc_text(moment: datetime.datetime) -> str:
 
 
 def plain(value: Any) -> Any:
-    """``value`` as plain JSON for XDM, with nulls and empty strings/lists/objects removed at every depth."""
+    """``value`` as plain JSON for XDM: text trimmed of leading and trailing whitespace, and nulls, blank text and
+    empty lists/objects removed at every depth (sources pad text: Capillary's own samples have ``"Member Tier "``)."""
     kind = type(value)  # exact-type checks first: this runs for every value of every record
     if kind is str:
-        return value or None
+        return value.strip() or None
     if kind is int or kind is bool or value is None:
         return value
     if kind is float:
@@ -184,7 +185,7 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
 
 # --- compilation: a mapping becomes the source of one Python function, compiled once ------------------------
 
-_PLAIN_AS_IS = frozenset({str, int, bool, type(None)})  # plain() would return these unchanged (or "" → empty)
+_PLAIN_AS_IS = frozenset({int, bool, type(None)})  # plain() would return these unchanged
 _SIZED = frozenset({str, list, dict})
 _PARSE_ANY = frozenset({"timestamp", "date"})  # take datetimes, text and numbers as they come: no plain() first
 
@@ -372,9 +373,15 @@ class _Codegen:
             self.emit(depth, f"{value} = _looked_up({value}, {table}, {default})")
             raw = False
         if raw:
-            self.emit(depth, f"if {value}.__class__ not in _PLAIN_AS_IS:")
-            self.emit(depth + 1, f"{value} = plain({value})")
+            self._normalise(depth, value)
         return value
+
+    def _normalise(self, depth: int, value: str) -> None:
+        """``value = plain(value)``, with text (most values) trimmed inline."""
+        self.emit(depth, f"if {value}.__class__ is str:")
+        self.emit(depth + 1, f"{value} = {value}.strip() or None")
+        self.emit(depth, f"elif {value}.__class__ not in _PLAIN_AS_IS:")
+        self.emit(depth + 1, f"{value} = plain({value})")
 
     def _transform(self, depth: int, value: str, names: str | list[str], where: str) -> None:
         """Inline calls of the chain; on failure ``_transformed`` runs it again, step by step, which either names
@@ -384,8 +391,7 @@ class _Codegen:
         self.emit(depth, f"{original} = {value}")
         self.emit(depth, "try:")
         if chain[0][0] not in _PARSE_ANY:
-            self.emit(depth + 1, f"if {value}.__class__ not in _PLAIN_AS_IS:")
-            self.emit(depth + 2, f"{value} = plain({value})")
+            self._normalise(depth + 1, value)
         for _, transform in chain:
             self.emit(depth + 1, f"if {value} is not None and ({value}.__class__ not in _SIZED or {value}):")
             self.emit(depth + 2, f"{value} = {self.const(transform)}({value})")

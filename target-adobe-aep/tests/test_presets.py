@@ -312,3 +312,23 @@ def test_formats_are_checked_as_json_schema_defines_them(aep: Aep, path: tuple, 
     node[path[-1]] = value
     error = XdmValidator("profile", closed(schema)).error(entity)
     assert (error is None) is valid, error
+
+
+def test_presets_trim_text_as_capillary_sends_it() -> None:
+    """Values from Capillary's own customer/get sample (CapDocs references/customer-v11.json): "current_slab":
+    "Member Tier ", a next slab "Silver ", an empty "marked_by"; plus a blank first name."""
+    record = {**SAMPLES["customers"][0], "first_name": "   ", "last_name": "John", "email": "rita.john@example.com ",
+              "current_slab": "Member Tier ", "program_name": " Default Program", "registered_store_code": "webstore ",
+              "extended_fields": {"city": "Bangalore ", "marked_by": ""}}  # fmt: skip
+    customer = _mapping("customers").convert(record)
+    assert customer["person"]["name"] == {"lastName": "John", "fullName": "John"}
+    assert customer["loyalty"]["tier"] == "Member Tier"
+    assert customer["loyalty"]["program"] == "Default Program"
+    assert customer["personalEmail"] == {"address": "rita.john@example.com"}
+    capillary = customer["_capillarydemo"]["capillary"]
+    assert (capillary["registeredStore"], capillary["extendedFields"]) == ("webstore", {"city": "Bangalore"})
+    bill = {**SAMPLES["transactions"][1], "type": "RETURN ", "store_code": " blr-01 ", "note": "  "}
+    event = _mapping("transactions").convert(bill)
+    assert event["eventType"] == "commerce.backofficeCreditMemoIssued"
+    assert event["_capillarydemo"]["capillary"]["transaction"]["storeCode"] == "blr-01"
+    assert "notes" not in event["_capillarydemo"]["capillary"]["transaction"]
