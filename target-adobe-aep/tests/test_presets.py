@@ -143,7 +143,11 @@ def test_transactions_preset_values_and_returns() -> None:
     assert refund["eventType"] == "commerce.backofficeCreditMemoIssued"
     assert "purchases" not in refund["commerce"]
     assert refund["commerce"]["order"]["refundTotal"] == 38.0
+    assert refund["commerce"]["order"]["returns"] == {"returnID": "90002", "purchaseID": "BLR-90002"}
     assert refund["productListItems"][0]["refundAmount"] == 38.0
+    assert refund["productListItems"][0]["returnItem"] == {"returnQuantityReceived": 2}
+    assert "returns" not in purchase["commerce"]["order"]
+    assert all("returnItem" not in line for line in purchase["productListItems"])
     assert refund["_capillarydemo"]["capillary"]["transaction"]["billType"] == "RETURN"
     assert refund["_capillarydemo"]["capillary"]["transaction"]["notes"] == "size too small"
 
