@@ -10,7 +10,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from emulators.adobe import AdobeConfig
+from emulators.adobe import ADOBE, AdobeConfig
+from emulators.adobe.platform import CATALOG
 
 SAMPLES = json.loads((Path(__file__).parent / "fixtures" / "adobe" / "doc_samples.json").read_text())
 CONFIG = AdobeConfig()
@@ -255,3 +256,24 @@ def test_schemas_are_served_in_xed_full_shape_from_adobe_xdm(adobe_emulator, tok
         comment = json.loads(part.read_text())["$comment"]
         assert "4a4fc5f8dd175cd81f2419b85130a6fc25053890" in comment
         assert "CC BY 4.0" in comment
+
+
+def test_catalog_dataset_lookup_has_the_documented_shape(adobe_emulator, token):
+    """GET /dataSets/{id} answers {id: {...}} with the dataset's schemaRef (EN help/catalog/api/look-up-object.md);
+    ``properties`` selects what is returned; an unknown id is 404; the gateway checks apply."""
+    base = adobe_emulator.base_url + CATALOG + "/dataSets/"
+    events = adobe_emulator.app[ADOBE].dcs.schemas[CONFIG.event_dataset_id]
+    response = requests.get(base + CONFIG.event_dataset_id, headers=platform_headers(token, Accept=None), timeout=5)
+    assert response.status_code == 200
+    (dataset_id, details), *others = response.json().items()
+    assert (dataset_id, others) == (CONFIG.event_dataset_id, [])
+    assert details["schemaRef"] == {"id": events.id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}
+    assert details["tags"]["unifiedProfile"] == ["enabled:true"]
+    only = requests.get(base + CONFIG.profile_dataset_id, params={"properties": "schemaRef"},
+                        headers=platform_headers(token), timeout=5).json()  # fmt: skip
+    assert list(only[CONFIG.profile_dataset_id]) == ["schemaRef"]
+    assert (
+        requests.get(base + "0123456789abcdef01234567", headers=platform_headers(token), timeout=5).status_code == 404
+    )
+    wrong_org = platform_headers(token, **{"x-gw-ims-org-id": "OTHER@AdobeOrg"})
+    assert requests.get(base + CONFIG.event_dataset_id, headers=wrong_org, timeout=5).json()["error_code"] == "403025"
