@@ -461,6 +461,9 @@ class StreamMapping:
     source_paths: tuple[str, ...]
     #: The XDM paths the mapping can write, as a tree: ``{key: subtree}``, None for a value written whole.
     output_tree: dict[str, Any]
+    #: The same paths (``"[]"`` steps into list items) and the XDM type written there when the mapping decides it
+    #: (``date-time``, ``number``, ...; None when the record's value does).
+    written: dict[tuple[str, ...], str | None]
     _convert: Callable[[Record], dict]
 
     def convert(self, record: Record, *, latest: datetime.datetime | None = None) -> dict:
@@ -516,6 +519,59 @@ def _output_tree(rules: list[dict], tenant_id: str) -> dict[str, Any]:
             node = node.setdefault(key, {})
         node[leaf] = _output_tree(rule["fields"], tenant_id) if "each" in rule else None
     return tree
+
+
+# The XDM type each transform's result can be written to.
+_TRANSFORM_KINDS = {
+    "timestamp": "date-time", "date": "date", "number": "number", "integer": "integer", "round": "integer",
+    "abs": "number", "string": "string", "lowercase": "string", "uppercase": "string", "trim": "string",
+    "sha256": "string", "boolean": "boolean", "list": "array", "string_values": "object",
+}  # fmt: skip
+
+
+def _constant_kind(value: Any) -> str | None:
+    value = plain(value)
+    if value is None:
+        return None
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}.get(type(value), "object")
+
+
+def _one_kind(kinds: set[str | None]) -> str | None:
+    kinds = kinds - {None}
+    return kinds.pop() if len(kinds) == 1 and "?" not in kinds else None
+
+
+def _rule_kind(rule: dict) -> str | None:
+    """The XDM type of what ``rule`` writes when the rule decides it; None when the record's value does."""
+    if "each" in rule:
+        return "array"
+    if "map" in rule:
+        return _one_kind({_constant_kind(value) for value in [*rule["map"].values(), rule.get("default")]})
+    if rule.get("transform"):
+        transforms = rule["transform"]
+        return _TRANSFORM_KINDS[transforms if isinstance(transforms, str) else transforms[-1]]
+    if "hash" in rule or "concat" in rule:
+        return "string"
+    if "value" in rule:
+        return _constant_kind(rule["value"])
+    if "when" in rule:
+        branches = [*rule["when"], {"value": rule.get("else")}]
+        return _one_kind({_constant_kind(b["value"]) if "value" in b else "?" for b in branches})
+    return None
+
+
+def _written(rules: list[dict], tenant_id: str, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], str | None]:
+    """Each path ``rules`` can write and the type written there (``StreamMapping.written``)."""
+    written: dict[tuple[str, ...], str | None] = {}
+    for rule in rules:
+        if "identity" in rule:
+            written[(*prefix, "identityMap")] = "object"
+            continue
+        path = (*prefix, *_output_path(rule, tenant_id))
+        written[path] = _rule_kind(rule)
+        if "each" in rule:
+            written.update(_written(rule["fields"], tenant_id, (*path, "[]")))
+    return written
 
 
 def _source_paths(rules: list[dict], prefix: str = "") -> list[str]:
@@ -582,8 +638,8 @@ def compile_mapping(
         msg = f"the mapping for stream {stream!r} ({origin}) writes tenant fields: set the tenant_id setting"
         raise MappingError(msg)
     convert = _Codegen(_Context(stream, tenant_id, identity_namespaces)).function(rules)
-    output_tree = _output_tree(rules, tenant_id)
-    return StreamMapping(stream, document["target"], origin, tuple(_source_paths(rules)), output_tree, convert)
+    output_tree, written = _output_tree(rules, tenant_id), _written(rules, tenant_id)
+    return StreamMapping(stream, document["target"], origin, tuple(_source_paths(rules)), output_tree, written, convert)
 
 
 def _walk(rules: list[dict]) -> list[dict]:

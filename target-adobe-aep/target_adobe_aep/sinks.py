@@ -24,7 +24,7 @@ from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_adobe_aep.conversion import DATE_PARSERS, GUARDRAIL_BYTES, ConversionSpec, Envelope, Failure
+from target_adobe_aep.conversion import DATE_PARSERS, GUARDRAIL_BYTES, ConversionSpec, Failure
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, RequestFill, pack
 from target_adobe_aep.dead_letter import serialized
 from target_adobe_aep.mapping import compile_mapping, missing_source_paths
@@ -66,6 +66,8 @@ class AEPSink(BatchSink):
                       if (kind := get_datelike_property_type(prop)) in DATE_PARSERS}  # fmt: skip
         mapping_inputs = target.mapping_inputs(self.stream_name)
         self.mapping = compile_mapping(self.stream_name, **mapping_inputs)
+        if self.config["preflight"] and self.mapping.target != "none":
+            target.preflight.check_mapping(self.mapping)  # before any record of the stream is sent
         for path in missing_source_paths(self.mapping, self.schema):
             self.logger.warning(
                 "Mapping %s reads '%s', which the stream's schema does not declare", self.mapping.origin, path
@@ -76,13 +78,7 @@ class AEPSink(BatchSink):
             return
         dataset_id, schema_id = target.destination(self.mapping.target)
         target.profile_guardrail_kb[self.stream_name] = GUARDRAIL_BYTES[self.mapping.target] // 1024
-        self.envelope = Envelope(
-            schema_id=schema_id,
-            dataset_id=dataset_id,
-            org_id=self.config.get("org_id"),
-            flow_id=self.config.get("flow_id"),
-            source=target.name,
-        )
+        self.envelope = target.envelope(dataset_id, schema_id)
         self._spec = ConversionSpec(
             key=uuid.uuid4().hex,
             stream=self.stream_name,

@@ -19,11 +19,13 @@ from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import InvalidInputLine
 
 from target_adobe_aep.connection import ConfigError, RetryPolicy, checked_url, new_session
-from target_adobe_aep.conversion import ConversionPool
+from target_adobe_aep.conversion import ConversionPool, Envelope
 from target_adobe_aep.dcs import Publisher, batch_url
 from target_adobe_aep.dead_letter import DeadLetter
 from target_adobe_aep.ims import TokenProvider
-from target_adobe_aep.mapping import load_document
+from target_adobe_aep.mapping import StreamMapping, compile_mapping, load_document
+from target_adobe_aep.platform import PlatformClient
+from target_adobe_aep.preflight import Preflight
 from target_adobe_aep.schema_registry import SchemaCatalog, SchemaRegistry
 from target_adobe_aep.sinks import AEPSink
 
@@ -138,6 +140,15 @@ class TargetAdobeAEP(Target):
             description="Schema id -> local file of the schema in xed-full form, used instead of the Schema Registry.",
         ),
         # Behaviour
+        th.Property(
+            "preflight",
+            th.BooleanType,
+            default=True,
+            description="Before reading input, check the settings against Adobe (token, tenant, schemas, datasets' "
+            "schemaRef, one syncValidation probe of the inlet) and, when a stream's SCHEMA arrives, that its mapping "
+            "writes only paths its schema has; a failure stops the run naming the setting to fix. The same checks "
+            "run alone as `target-adobe-aep-admin check`.",
+        ),
         th.Property(
             "validate_xdm",
             th.BooleanType,
@@ -289,22 +300,24 @@ class TargetAdobeAEP(Target):
         )
 
     @functools.cached_property
+    def platform(self) -> PlatformClient:
+        """The platform API gateway (Schema Registry, Catalog); needs client_id, client_secret and org_id."""
+        (org_id,) = self._required("org_id")
+        return PlatformClient(
+            session=self.session,
+            platform_url=checked_url(self.config["platform_url"], "platform_url"),
+            tokens=self.tokens,
+            api_key=self.config.get("api_key") or self.config["client_id"],
+            org_id=org_id,
+            sandbox_name=self.config["sandbox_name"],
+            retry=self.retry_policy,
+            timeout=float(self.config["request_timeout_seconds"]),
+        )
+
+    @functools.cached_property
     def schemas(self) -> SchemaCatalog:
         files = self.config.get("schema_files") or {}
-        fetch = None
-        if self.config.get("client_id"):
-            (org_id,) = self._required("org_id")
-            registry = SchemaRegistry(
-                session=self.session,
-                platform_url=checked_url(self.config["platform_url"], "platform_url"),
-                tokens=self.tokens,
-                api_key=self.config.get("api_key") or self.config["client_id"],
-                org_id=org_id,
-                sandbox_name=self.config["sandbox_name"],
-                retry=self.retry_policy,
-                timeout=float(self.config["request_timeout_seconds"]),
-            )
-            fetch = registry.fetch
+        fetch = SchemaRegistry(self.platform).fetch if self.config.get("client_id") else None
         return SchemaCatalog(files=files, fetch=fetch)
 
     @functools.cached_property
@@ -347,10 +360,23 @@ class TargetAdobeAEP(Target):
             "identity_namespaces": namespaces,
         }
 
+    def compiled_mapping(self, stream: str) -> StreamMapping:
+        """``stream``'s mapping, compiled; raises ``MappingError`` when it has none or it is invalid."""
+        return compile_mapping(stream, **self.mapping_inputs(stream))
+
     def destination(self, target: str) -> tuple[str, str]:
         """``(dataset_id, schema_id)`` for a mapping target (``profile`` or ``event``)."""
         dataset_id, schema_id = self._required(f"{target}_dataset_id", f"{target}_schema_id")
         return dataset_id, schema_id
+
+    def envelope(self, dataset_id: str, schema_id: str) -> Envelope:
+        """The streaming message envelope of one destination."""
+        return Envelope(schema_id=schema_id, dataset_id=dataset_id, org_id=self.config.get("org_id"),
+                        flow_id=self.config.get("flow_id"), source=self.name)  # fmt: skip
+
+    @functools.cached_property
+    def preflight(self) -> Preflight:
+        return Preflight(self)
 
     def record_stats(self, stream: str, **counts: int) -> None:
         with self._stats_lock:
@@ -449,6 +475,8 @@ class TargetAdobeAEP(Target):
 
     def listen(self, file_input: IO[str] | None = None) -> None:
         try:
+            if self.config["preflight"]:
+                self.preflight.check_connection()  # before the first line of input is read
             super().listen(file_input)
         finally:
             self._finish()  # also when the input fails before its end

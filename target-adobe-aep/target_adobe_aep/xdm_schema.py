@@ -120,3 +120,49 @@ class XdmValidator:
         except fastjsonschema.JsonSchemaValueException as exc:
             return exc.message.replace("data", "xdm", 1)
         return None
+
+
+def _field(schema: dict, path: tuple[str, ...]) -> dict | None:
+    """The schema of the field at ``path`` (``"[]"``: a list's items); None when the schema has no such field."""
+    node = schema
+    for step in path:
+        if step == "[]":
+            node = node.get("items") if node.get("type") == "array" else None
+        elif isinstance(node.get("properties"), dict) and step in node["properties"]:
+            node = node["properties"][step]
+        elif isinstance(node.get("additionalProperties"), dict):  # a map: any key
+            node = node["additionalProperties"]
+        elif "properties" not in node and node.get("type", "object") == "object" and "additionalProperties" not in node:
+            return {}  # an object that says nothing of its fields takes any
+        else:
+            return None
+        if not isinstance(node, dict):
+            return None
+    return node
+
+
+def _takes(field: dict, kind: str) -> bool:
+    """Whether a field of schema ``field`` takes what a mapping writes as ``kind``."""
+    types = field.get("type")
+    types = {types} if isinstance(types, str) else set(types or ())
+    if not types:
+        return True
+    if kind in ("date-time", "date"):
+        return "string" in types and field.get("format") in (None, kind)
+    if kind == "integer":
+        return bool(types & {"integer", "number"})
+    return kind in types
+
+
+def unwritable(schema: dict, written: dict[tuple[str, ...], str | None]) -> list[str]:
+    """The paths of ``written`` (``StreamMapping.written``) that ``schema`` lacks or types otherwise."""
+    problems = []
+    for path, kind in written.items():
+        field = _field(schema, path)
+        name = ".".join(path).replace(".[]", "[]")
+        if field is None:
+            problems.append(f"{name} (not in the schema)")
+        elif kind is not None and not _takes(field, kind):
+            found = " ".join(str(field.get(key)) for key in ("type", "format") if field.get(key))
+            problems.append(f"{name} (the mapping writes {kind}, the schema has {found})")
+    return problems

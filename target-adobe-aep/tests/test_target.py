@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -239,7 +240,10 @@ def test_schema_is_fetched_once_from_the_registry(aep: Aep) -> None:
         *stream_messages("points_ledger", SAMPLES["points_ledger"]),
     ]
     aep.run([*messages, state_message({"x": 1})])
-    assert len(aep.requests("/data/foundation/schemaregistry/")) == 1
+    fetched = [e["path"] for e in aep.requests("/data/foundation/schemaregistry/tenant/schemas/")]
+    assert sorted(fetched) == sorted(set(fetched))  # each schema once, whatever checks and streams use it
+    assert any(quote(aep.config["event_schema_id"], safe="") in path or aep.config["event_schema_id"] in path
+               for path in fetched)  # fmt: skip
 
 
 def test_stream_without_mapping_fails_at_schema_time(aep: Aep) -> None:
@@ -249,7 +253,7 @@ def test_stream_without_mapping_fails_at_schema_time(aep: Aep) -> None:
     assert isinstance(run.error, MappingError)
     assert "stream 'orders' has no mapping" in str(run.error)
     assert "'mappings' setting" in str(run.error)
-    assert aep.requests("/collection/") == []
+    assert aep.requests("/collection/batch/") == []
 
 
 def test_inline_and_file_mappings_override_presets(aep: Aep, tmp_path) -> None:
