@@ -184,12 +184,15 @@ class PublishResult:
     rejected: list[Rejection] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
+    #: The reason of each request whose messages (two or more) were all refused for that one reason.
+    whole_requests_refused: list[str] = field(default_factory=list)
 
     def add(self, other: PublishResult) -> None:
         self.accepted += other.accepted
         self.rejected.extend(other.rejected)
         self.requests += other.requests
         self.retries += other.retries
+        self.whole_requests_refused.extend(other.whole_requests_refused)
 
 
 class Publisher:
@@ -284,6 +287,9 @@ class Publisher:
                 result.accepted += 1
             else:
                 result.rejected.append(Rejection(index, status, f"DCS: {detail}"))
+        reasons = {rejection.reason for rejection in result.rejected}
+        if len(indices) > 1 and not result.accepted and len(reasons) == 1:
+            result.whole_requests_refused.append(reasons.pop())
         return result
 
     def validate_one(self, message: bytes) -> requests.Response:

@@ -8,9 +8,9 @@ import sys
 from target_adobe_aep.connection import ConfigError, RetriableError
 from target_adobe_aep.conversion import InvalidInputRecord, InvalidStreamSchema
 from target_adobe_aep.dcs import PublishError
-from target_adobe_aep.dead_letter import TooManyRejectedRecords
 from target_adobe_aep.ims import AuthError
 from target_adobe_aep.mapping import MappingError
+from target_adobe_aep.rejections import SystemicRejection, TooManyRejectedRecords
 from target_adobe_aep.xdm_schema import XdmSchemaError
 
 # Each explains itself: the setting, credential or record to fix. Anything else is a bug and keeps its traceback.
@@ -20,6 +20,7 @@ FATAL_ERRORS = (
     PublishError,
     RetriableError,
     TooManyRejectedRecords,
+    SystemicRejection,
     MappingError,
     XdmSchemaError,
     InvalidInputRecord,

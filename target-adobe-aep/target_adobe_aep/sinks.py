@@ -226,6 +226,7 @@ class AEPSink(BatchSink):
             cut = groups[-1][0] if groups else len(sendable)
             sendable, self._held = sendable[:cut], sendable[cut:]
         messages = [message for message, _, _ in sendable]
+        whole_requests_refused: list[str] = []
         if messages:
             result = self._target.publisher.publish(messages)
             for rejection in result.rejected:
@@ -233,8 +234,17 @@ class AEPSink(BatchSink):
                 dead.append(self._dead(rejection.reason, self.envelope.entity(message), raw, rejection.http_status))
             counts = {**counts, "sent": len(messages), "accepted": result.accepted, "requests": result.requests,
                       "retries": result.retries}  # fmt: skip
-        self._finish_batch(dead, **counts)
+            whole_requests_refused = result.whole_requests_refused
+        self._finish_batch(dead, whole_requests_refused, **counts)
 
-    def _finish_batch(self, dead: list[dict], **counts: int) -> None:
-        self._target.record_stats(self.stream_name, dead_lettered=len(dead), **counts)
-        self._target.dead_letter.write([{"stream": self.stream_name, **entry} for entry in dead])
+    def _finish_batch(self, dead: list[dict], whole_requests_refused: list[str] = (), **counts: int) -> None:
+        """Count the batch, stop the run if its refusals come from a setting (``rejections.py``), dead-letter them,
+        then stop the run if too many were refused."""
+        target = self._target
+        target.record_stats(self.stream_name, **counts)
+        outcomes = counts.get("accepted", 0) + counts.get("written", 0) + len(dead)
+        reasons = [entry["reason"] for entry in dead]
+        target.rejections.check_batch(self.stream_name, self.mapping.target, reasons, outcomes, whole_requests_refused)
+        target.record_stats(self.stream_name, dead_lettered=len(dead))
+        target.dead_letter.write([{"stream": self.stream_name, **entry} for entry in dead])
+        target.rejections.check_totals(self.stream_name, target.dead_letter.count)

@@ -26,6 +26,7 @@ from target_adobe_aep.ims import TokenProvider
 from target_adobe_aep.mapping import StreamMapping, compile_mapping, load_document
 from target_adobe_aep.platform import PlatformClient
 from target_adobe_aep.preflight import Preflight
+from target_adobe_aep.rejections import RejectionGuard
 from target_adobe_aep.schema_registry import SchemaCatalog, SchemaRegistry
 from target_adobe_aep.sinks import AEPSink
 
@@ -180,7 +181,17 @@ class TargetAdobeAEP(Target):
             "max_rejected_records",
             th.IntegerType(minimum=0),
             default=0,
-            description="Abort once more records than this were dead-lettered; 0 never aborts.",
+            description="Abort once more records than this were dead-lettered in the run (after writing them); 0: "
+            "no limit on the number (max_rejected_percent still applies).",
+        ),
+        th.Property(
+            "max_rejected_percent",
+            th.IntegerType(minimum=0, maximum=100),
+            default=50,
+            description="Abort once more than this percentage of a stream's records were refused (checked from its "
+            "20th record on, after dead-lettering them): a share that high means a setting or mapping is wrong, "
+            "not the data. 100: never. Refusals no record can cure (wrong org, tenant, dataset/schema, or a "
+            "stream's first 10 records all refused for one reason) stop the run at once regardless.",
         ),
         th.Property(
             "max_request_bytes",
@@ -342,7 +353,13 @@ class TargetAdobeAEP(Target):
 
     @functools.cached_property
     def dead_letter(self) -> DeadLetter:
-        return DeadLetter(self.config["dead_letter_path"], max_records=self.config["max_rejected_records"])
+        return DeadLetter(self.config["dead_letter_path"])
+
+    @functools.cached_property
+    def rejections(self) -> RejectionGuard:
+        return RejectionGuard(tenant_id=self.config.get("tenant_id") or "",
+                              max_records=self.config["max_rejected_records"],
+                              max_percent=self.config["max_rejected_percent"])  # fmt: skip
 
     @functools.cached_property
     def conversions(self) -> ConversionPool:
