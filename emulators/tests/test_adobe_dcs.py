@@ -232,6 +232,10 @@ def test_validation_off_stores_everything_as_accepted(adobe_emulator):
     response = send_batch(adobe_emulator, [message(adobe_emulator, EVENTS, event(eventType=None, junk=1))])
     assert response.status_code == 207
     assert counts(adobe_emulator)[EVENTS] == {"accepted": 1, "failed": 0, "distinct_ids": 1}
+    # A client asking for synchronous validation still gets it (the target's preflight probe is never stored).
+    response = send(adobe_emulator, message(adobe_emulator, EVENTS, event(_id=0)), syncValidation="true")
+    assert response.status_code == 400
+    assert counts(adobe_emulator)[EVENTS]["accepted"] == 1
 
 
 # -- envelope --------------------------------------------------------------------------------------
