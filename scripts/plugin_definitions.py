@@ -52,6 +52,16 @@ PLUGINS: dict[str, dict[str, Any]] = {
             ["client_id", "client_secret", "org_id", "inlet_url", "tenant_id"],
             ["inlet_url", "tenant_id", "dry_run"],
         ],
+        # Meltano passes the plugin's settings to a command as TARGET_ADOBE_AEP_* variables (its invoker's env),
+        # which the SDK reads with --config ENV.
+        "commands": {
+            "check": {
+                "executable": "target-adobe-aep-admin",
+                "args": "check --config ENV",
+                "description": "Check the settings against Adobe (token, tenant, schemas, datasets, inlet, mappings) "
+                "without sending data; add --stream NAME to check only the mappings of the streams you load.",
+            },
+        },
     },
 }
 
@@ -109,8 +119,9 @@ def hub_definition(plugin: str, spec: dict[str, Any], about_json: dict[str, Any]
         "settings_group_validation": spec["settings_group_validation"],
         "settings": settings(about_json),
     }
-    if "select" in spec:
-        definition["select"] = spec["select"]
+    for key in ("select", "commands"):
+        if key in spec:
+            definition[key] = spec[key]
     return definition
 
 
@@ -124,8 +135,9 @@ def meltano_plugin(plugin: str, spec: dict[str, Any], about_json: dict[str, Any]
         "settings_group_validation": spec["settings_group_validation"],
         "settings": settings(about_json),
     }
-    if "select" in spec:
-        entry["select"] = spec["select"]
+    for key in ("select", "commands"):
+        if key in spec:
+            entry[key] = spec[key]
     return entry
 
 

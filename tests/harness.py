@@ -247,8 +247,10 @@ def expected_xdm(record: Canonical, tenant: str) -> dict[str, Any]:
             "commerce.order.discountAmount": d["discount"],
             "commerce.order.currencyCode": d["currency"],
             "commerce.order.refundTotal": d["amount"] if is_return else None,
+            "commerce.order.returns": {"returnID": str(d["id"]), "purchaseID": d["number"]} if is_return else None,
             "productListItems": [
                 {"SKU": line["item_code"], "quantity": line["qty"], "priceTotal": line["amount"]}
+                | {"returnItem": {"returnQuantityReceived": line["qty"]} if is_return else None}
                 for line in d["line_items"]
             ],
             f"{cap}.transaction.billType": d["type"],

@@ -92,6 +92,46 @@ def test_profile_message_is_valid_against_the_profile_schema(adobe_emulator):
     assert counts(adobe_emulator)[PROFILES]["accepted"] == 1
 
 
+def test_valid_adobe_xdm_paths_outside_the_presets_are_accepted(adobe_emulator):
+    """The schemas are adobe/xdm's field groups in full, not the paths a preset happens to write."""
+    entity = event()
+    order = entity["commerce"]["order"]
+    order.update(orderType="checkout", returns={"returnID": "R-1", "returnStatus": "Closed", "purchaseID": "B-5001"})
+    order["refunds"] = [{"transactionID": "T-1", "refundAmount": 40.0, "refundReason": "return", "currencyCode": "INR"}]
+    entity["productListItems"][0]["returnItem"] = {"returnQuantityReceived": 2, "returnReason": "too small"}
+    profile = copy.deepcopy(ENTITIES["profile"])
+    profile["billingAddress"] = {"city": "Pune", "countryCode": "IN", "_repo": {"createDate": "2024-01-01T00:00:00Z"}}
+    profile["loyalty"]["tierExpiryDate"] = "2025-02-11T00:00:00Z"
+    for dataset, xdm in ((EVENTS, entity), (PROFILES, profile)):
+        response = send(adobe_emulator, message(adobe_emulator, dataset, xdm), syncValidation="true")
+        assert response.status_code == 200, response.text
+    assert adobe_emulator.call(adobe_emulator.app[ADOBE].store.messages, EVENTS, 10, 0) == [entity]
+
+
+def test_validation_writes_no_schema_defaults_into_the_data(adobe_emulator):
+    """person.gender and person.maritalStatus default to "not_specified", identity items' primary to false:
+    what is stored is what was sent."""
+    profile = {"_id": "p-1", "person": {"name": {"firstName": "Asha"}}, "identityMap": {"Email": [{"id": "a@b.c"}]}}
+    assert send(adobe_emulator, message(adobe_emulator, PROFILES, copy.deepcopy(profile))).status_code == 200
+    assert adobe_emulator.call(adobe_emulator.app[ADOBE].store.messages, PROFILES, 10, 0) == [profile]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "valid"),
+    [
+        (["person", "birthDate"], "1990-02-28", True),
+        (["person", "birthDate"], "1990-02-30", False),  # a date pattern accepts it; the date does not exist
+        (["loyalty", "joinDate"], "2023-02-29T10:00:00Z", False),
+        (["personalEmail", "address"], "john.doe@gmail", True),  # JSON Schema's email: a mailbox, no TLD needed
+        (["personalEmail", "address"], "john.doe", False),
+    ],
+)
+def test_formats_are_checked_as_json_schema_defines_them(adobe_emulator, path, value, valid):
+    profile = _nested(copy.deepcopy(ENTITIES["profile"]), path, value)
+    response = send(adobe_emulator, message(adobe_emulator, PROFILES, profile), syncValidation="true")
+    assert (response.status_code == 200) is valid, response.text
+
+
 def test_sync_validation_failure_has_the_documented_shape(adobe_emulator):
     # The doc's example: two extraneous keys and a numeric _id.
     entity = event(_id=1565638336649000, workEmail={"address": "a@example.com"}, person={"name": {}})
@@ -192,6 +232,10 @@ def test_validation_off_stores_everything_as_accepted(adobe_emulator):
     response = send_batch(adobe_emulator, [message(adobe_emulator, EVENTS, event(eventType=None, junk=1))])
     assert response.status_code == 207
     assert counts(adobe_emulator)[EVENTS] == {"accepted": 1, "failed": 0, "distinct_ids": 1}
+    # A client asking for synchronous validation still gets it (the target's preflight probe is never stored).
+    response = send(adobe_emulator, message(adobe_emulator, EVENTS, event(_id=0)), syncValidation="true")
+    assert response.status_code == 400
+    assert counts(adobe_emulator)[EVENTS]["accepted"] == 1
 
 
 # -- envelope --------------------------------------------------------------------------------------

@@ -3,13 +3,15 @@
 import base64
 import json
 import time
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 
-from emulators.adobe import AdobeConfig
+from emulators.adobe import ADOBE, AdobeConfig
+from emulators.adobe.platform import CATALOG
 
 SAMPLES = json.loads((Path(__file__).parent / "fixtures" / "adobe" / "doc_samples.json").read_text())
 CONFIG = AdobeConfig()
@@ -185,7 +187,8 @@ def test_profile_schema_has_loyalty_person_and_tenant_fields(adobe_emulator, tok
     assert {"name"} <= set(props["person"]["properties"])
     assert props["personalEmail"]["properties"]["address"]["format"] == "email"
     tenant = props["_capillarydemo"]["properties"]["capillary"]["properties"]
-    assert tenant["customFields"]["additionalProperties"] == {"type": "string"}
+    assert tenant["customFields"]["meta:xdmType"] == "map"
+    assert tenant["customFields"]["additionalProperties"]["type"] == "string"
 
 
 def test_notext_form_drops_titles_and_descriptions(adobe_emulator, token):
@@ -194,10 +197,27 @@ def test_notext_form_drops_titles_and_descriptions(adobe_emulator, token):
     accept = "application/vnd.adobe.xed-full-notext+json; version=1"
     response = requests.get(url, headers=platform_headers(token, Accept=accept), timeout=5)
     assert response.status_code == 200
-    text = response.text
-    assert '"title"' not in text
-    assert '"description"' not in text
-    assert "productListItems" in text
+    texts = []
+
+    def collect(node):  # string titles and descriptions; fields named so (``_schema.description``) stay
+        if isinstance(node, dict):
+            texts.extend(node[key] for key in ("title", "description") if isinstance(node.get(key), str))
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    schema = response.json()
+    collect(schema)
+    assert texts == []
+    assert (
+        "description"
+        in schema["properties"]["commerce"]["properties"]["billing"]["properties"]["address"]["properties"]["_schema"][
+            "properties"
+        ]
+    )
+    assert "productListItems" in schema["properties"]
 
 
 @pytest.mark.parametrize(
@@ -217,3 +237,43 @@ def test_lookup_requires_a_versioned_accept_header(adobe_emulator, token, accept
 def test_unknown_schema_is_not_found(adobe_emulator, token):
     url = adobe_emulator.base_url + REGISTRY + "/tenant/schemas/_capillarydemo.schemas.deadbeef"
     assert requests.get(url, headers=platform_headers(token), timeout=5).status_code == 404
+
+
+def test_schemas_are_served_in_xed_full_shape_from_adobe_xdm(adobe_emulator, token):
+    """Standard fields come from adobe/xdm (commit and CC BY 4.0 licence noted in the generated parts) in the
+    registry's xed-full shape: resolved, unprefixed, each with meta:xdmField, and objects not declared closed (AEP's
+    validation closes them; the emulator's does too, see test_adobe_dcs)."""
+    listed = _schemas(adobe_emulator, token)["Capillary Loyalty Profile"]
+    url = adobe_emulator.base_url + REGISTRY + "/tenant/schemas/" + listed["meta:altId"]
+    props = requests.get(url, headers=platform_headers(token), timeout=5).json()["properties"]
+    assert props["_id"]["meta:xdmField"] == "@id"
+    assert props["billingAddress"]["meta:referencedFrom"] == "https://ns.adobe.com/xdm/common/address"
+    assert props["_repo"]["properties"]["createDate"]["meta:xdmField"] == "repo:createDate"
+    assert "additionalProperties" not in props["person"]
+    assert props["identityMap"]["meta:xdmType"] == "map"
+    standard = resources.files("emulators.adobe").joinpath("schemas", "standard")
+    for part in standard.iterdir():
+        comment = json.loads(part.read_text())["$comment"]
+        assert "4a4fc5f8dd175cd81f2419b85130a6fc25053890" in comment
+        assert "CC BY 4.0" in comment
+
+
+def test_catalog_dataset_lookup_has_the_documented_shape(adobe_emulator, token):
+    """GET /dataSets/{id} answers {id: {...}} with the dataset's schemaRef (EN help/catalog/api/look-up-object.md);
+    ``properties`` selects what is returned; an unknown id is 404; the gateway checks apply."""
+    base = adobe_emulator.base_url + CATALOG + "/dataSets/"
+    events = adobe_emulator.app[ADOBE].dcs.schemas[CONFIG.event_dataset_id]
+    response = requests.get(base + CONFIG.event_dataset_id, headers=platform_headers(token, Accept=None), timeout=5)
+    assert response.status_code == 200
+    (dataset_id, details), *others = response.json().items()
+    assert (dataset_id, others) == (CONFIG.event_dataset_id, [])
+    assert details["schemaRef"] == {"id": events.id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}
+    assert details["tags"]["unifiedProfile"] == ["enabled:true"]
+    only = requests.get(base + CONFIG.profile_dataset_id, params={"properties": "schemaRef"},
+                        headers=platform_headers(token), timeout=5).json()  # fmt: skip
+    assert list(only[CONFIG.profile_dataset_id]) == ["schemaRef"]
+    assert (
+        requests.get(base + "0123456789abcdef01234567", headers=platform_headers(token), timeout=5).status_code == 404
+    )
+    wrong_org = platform_headers(token, **{"x-gw-ims-org-id": "OTHER@AdobeOrg"})
+    assert requests.get(base + CONFIG.event_dataset_id, headers=wrong_org, timeout=5).json()["error_code"] == "403025"

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 
 def main() -> None:
+    """The target; a configuration, credential or data error ends it with one line (``errors.py``)."""
+    from target_adobe_aep.errors import FATAL_ERRORS, exit_with
     from target_adobe_aep.target import TargetAdobeAEP
 
-    TargetAdobeAEP.cli()
+    try:
+        TargetAdobeAEP.cli()
+    except FATAL_ERRORS as exc:
+        exit_with(exc)
 
 
 if __name__ == "__main__":

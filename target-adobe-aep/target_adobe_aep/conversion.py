@@ -27,7 +27,8 @@ import orjson
 from target_adobe_aep.mapping import ConversionError, compile_mapping
 from target_adobe_aep.xdm_schema import XdmValidator
 
-# AEP Profile guardrails: larger ExperienceEvents and profile records are dropped (EN help/profile/guardrails.md).
+# Real-Time Customer Profile's guardrails: larger ExperienceEvents and profile records are dropped from Profile
+# (EN help/profile/guardrails.md), while the data lake takes records up to 1 MB (EN help/ingestion/guardrails.md).
 GUARDRAIL_BYTES = {"event": 10 * 1024, "profile": 100 * 1024}
 # The parsers the SDK applies to date-like properties (Sink._parse_timestamps_in_record; on Python 3.11+ its
 # singer_sdk.helpers._compat parsers are these). Workers do not import the SDK: it would double their memory.
@@ -115,6 +116,10 @@ class ConversionSpec:
     input_schema: dict | None
     #: Top-level date-like properties and their kind, parsed as the SDK parses them.
     date_kinds: dict[str, str]
+    #: How far ahead of this machine's clock an ExperienceEvent's timestamp may be (clock skew).
+    future_tolerance: datetime.timedelta
+    #: Dead-letter entities over Profile's guardrail instead of sending them to the data lake.
+    dead_letter_over_guardrail: bool
 
 
 class Converter:
@@ -127,7 +132,8 @@ class Converter:
         self.input_validator = RecordValidator(spec.stream, schema) if schema is not None else None
         self.validator = XdmValidator(*spec.xdm_schema) if spec.xdm_schema is not None else None
         self.envelope = spec.envelope
-        self.max_entity_bytes = GUARDRAIL_BYTES[self.mapping.target]
+        self.future_tolerance = spec.future_tolerance
+        self.max_entity_bytes = GUARDRAIL_BYTES[self.mapping.target] if spec.dead_letter_over_guardrail else None
         self._date_parsers = {key: DATE_PARSERS[kind] for key, kind in spec.date_kinds.items()}
 
     def message(self, raw: bytes) -> bytes | Failure:
@@ -143,17 +149,17 @@ class Converter:
                     msg = f"Could not parse value '{value}' for field '{key}' (stream '{self.stream}'): {exc}"
                     raise InvalidInputRecord(msg) from None
         try:
-            xdm = self.mapping.convert(record)
+            xdm = self.mapping.convert(record, latest=datetime.datetime.now(datetime.UTC) + self.future_tolerance)
         except ConversionError as exc:
             return f"conversion: {exc}", None
         error = self.validator.error(xdm) if self.validator is not None else None
         if error is not None:
             return f"XDM validation: {error}", xdm
         entity = orjson.dumps(xdm)
-        if len(entity) > self.max_entity_bytes:
+        if self.max_entity_bytes is not None and len(entity) > self.max_entity_bytes:
             reason = (
-                f"guardrail: XDM {self.mapping.target} of {len(entity)} bytes exceeds AEP's "
-                f"{self.max_entity_bytes // 1024} KB limit"
+                f"guardrail: XDM {self.mapping.target} of {len(entity)} bytes is over Profile's "
+                f"{self.max_entity_bytes // 1024} KB guardrail (dead_letter_over_profile_guardrail)"
             )
             return reason, xdm
         return self.envelope.wrap(entity)

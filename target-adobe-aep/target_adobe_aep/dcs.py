@@ -40,6 +40,29 @@ def batch_url(inlet_url: str) -> str:
     return inlet_url.replace("/collection/", "/collection/batch/", 1)
 
 
+def single_url(batch: str) -> str:
+    """The single-message endpoint of an inlet, from its batch endpoint."""
+    return batch.replace("/collection/batch/", "/collection/", 1)
+
+
+# DCS's per-message envelope errors (EN help/ingestion/tutorials/streaming-multiple-messages.md): the same for every
+# message of a destination, so they come from settings, not from records.
+ENVELOPE_ERRORS = {
+    "absent or wrong ims org": ("org_id",),
+    "unknown xdm format": ("{kind}_dataset_id", "{kind}_schema_id"),
+    "'header' field is mandatory": ("{kind}_dataset_id", "{kind}_schema_id"),
+}
+
+
+def envelope_error_settings(message: str, kind: str) -> tuple[str, ...] | None:
+    """The settings behind a DCS envelope error in ``message``, for destination ``kind``; None for other errors."""
+    lowered = message.lower()
+    for marker, settings in ENVELOPE_ERRORS.items():
+        if marker in lowered:
+            return tuple(setting.format(kind=kind) for setting in settings)
+    return None
+
+
 class RateLimiter:
     """Token bucket allowing ``rate`` units per second.
 
@@ -161,12 +184,15 @@ class PublishResult:
     rejected: list[Rejection] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
+    #: The reason of each request whose messages (two or more) were all refused for that one reason.
+    whole_requests_refused: list[str] = field(default_factory=list)
 
     def add(self, other: PublishResult) -> None:
         self.accepted += other.accepted
         self.rejected.extend(other.rejected)
         self.requests += other.requests
         self.retries += other.retries
+        self.whole_requests_refused.extend(other.whole_requests_refused)
 
 
 class Publisher:
@@ -261,13 +287,24 @@ class Publisher:
                 result.accepted += 1
             else:
                 result.rejected.append(Rejection(index, status, f"DCS: {detail}"))
+        reasons = {rejection.reason for rejection in result.rejected}
+        if len(indices) > 1 and not result.accepted and len(reasons) == 1:
+            result.whole_requests_refused.append(reasons.pop())
         return result
 
-    def _post(self, body: bytes) -> requests.Response:
+    def validate_one(self, message: bytes) -> requests.Response:
+        """DCS's answer to ``message`` sent alone with ``syncValidation=true`` (streaming-validation.md): a message
+        failing validation is refused (400) and dropped. Retried like every request; raises ``PublishError`` when
+        the inlet wants a token the settings do not give."""
+        return self._retry.call(lambda: self._post(message, single_url(self._url), {"syncValidation": "true"}))
+
+    def _post(self, body: bytes, url: str | None = None, params: dict[str, str] | None = None) -> requests.Response:
         def send(token: str | None) -> requests.Response:
             headers = self._headers if token is None else {**self._headers, "Authorization": f"Bearer {token}"}
             try:
-                response = self._session.post(self._url, data=body, headers=headers, timeout=self._timeout)
+                response = self._session.post(
+                    url or self._url, data=body, headers=headers, params=params, timeout=self._timeout
+                )
             except CONNECTION_ERRORS as exc:
                 raise RetriableError(f"DCS request failed: {type(exc).__name__}") from None
             raise_if_retriable(response, "DCS")

@@ -25,10 +25,6 @@ def serialized(value: Any) -> bytes:
     return bytes(memoryview(orjson.dumps(value, default=_json_default)))
 
 
-class TooManyRejectedRecords(RuntimeError):
-    """More records were dead-lettered than ``max_rejected_records`` allows."""
-
-
 class DeadLetter:
     """Appends entries to one JSONL file, durably (fsync) before the batch that produced them is acknowledged.
 
@@ -37,9 +33,8 @@ class DeadLetter:
     record, for replay). Nothing else: no request headers, no tokens.
     """
 
-    def __init__(self, path: str | Path, max_records: int = 0) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.max_records = max_records  # 0: never abort
         self._lock = threading.Lock()
         self.count = 0
 
@@ -58,10 +53,3 @@ class DeadLetter:
                 file.flush()
                 os.fsync(file.fileno())
             self.count += len(entries)
-            count = self.count
-        if self.max_records and count > self.max_records:
-            msg = (
-                f"{count} records dead-lettered to {self.path}, more than max_rejected_records={self.max_records}: "
-                "aborting (state is not advanced past this batch)"
-            )
-            raise TooManyRejectedRecords(msg)

@@ -27,7 +27,13 @@ AUTH_STATUSES = (401, 403)
 
 
 class AuthError(RuntimeError):
-    """Adobe refused our credentials or token; retrying will not help."""
+    """Adobe refused our credentials or token; retrying will not help. ``status`` and ``detail`` (the answer's
+    beginning, token masked) say how, when an API refused it."""
+
+    def __init__(self, message: str, status: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
 
 
 def expires_in_seconds(ims_url: str, expires_in: float) -> float:
@@ -118,7 +124,7 @@ class TokenProvider:
                 f"{what} refused a freshly issued access token: HTTP {response.status_code} {detail} -- check that the "
                 "client is entitled to this org, sandbox and inlet"
             )
-            raise AuthError(msg)
+            raise AuthError(msg, response.status_code, detail)
         return response
 
     def _fetch(self) -> None:
@@ -138,8 +144,9 @@ class TokenProvider:
             raise RetriableError(f"IMS token request failed: {type(exc).__name__}") from None
         raise_if_retriable(response, "IMS")
         if response.status_code != 200:
-            msg = f"IMS refused the client credentials: HTTP {response.status_code} {_oauth_error(response)}".rstrip()
-            raise AuthError(msg)
+            detail = _oauth_error(response)
+            msg = f"IMS refused the client credentials: HTTP {response.status_code} {detail}".rstrip()
+            raise AuthError(msg, response.status_code, detail)
         try:
             body = response.json()
             token = body.get("access_token")

@@ -3,9 +3,9 @@
 A mapping is a list of rules, each writing one XDM path (``to``) from one value source (``from``, ``value``,
 ``hash``, ``concat``, ``coalesce``, ``when``, ``each``) through optional named transforms and an optional value
 ``map``; ``identity`` rules fill ``identityMap``. Every value is normalised to plain JSON (datetimes → RFC 3339
-UTC, decimals → numbers) and null/empty values are never written, because AEP rejects them. Each mapping is
-compiled once into the source of one Python function (``_Codegen``), so converting a record costs no
-interpretation. The full language is in README.md and ``mapping.schema.json``.
+UTC, decimals → numbers, text trimmed) and null/empty/blank values are never written, because AEP rejects them.
+Each mapping is compiled once into the source of one Python function (``_Codegen``), so converting a record costs
+no interpretation. The full language is in README.md and ``mapping.schema.json``.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ def _utc_text(moment: datetime.datetime) -> str:
 
 
 def plain(value: Any) -> Any:
-    """``value`` as plain JSON for XDM, with nulls and empty strings/lists/objects removed at every depth."""
+    """``value`` as plain JSON for XDM: text trimmed of leading and trailing whitespace, and nulls, blank text and
+    empty lists/objects removed at every depth (sources pad text: Capillary's own samples have ``"Member Tier "``)."""
     kind = type(value)  # exact-type checks first: this runs for every value of every record
     if kind is str:
-        return value or None
+        return value.strip() or None
     if kind is int or kind is bool or value is None:
         return value
     if kind is float:
@@ -184,7 +185,7 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
 
 # --- compilation: a mapping becomes the source of one Python function, compiled once ------------------------
 
-_PLAIN_AS_IS = frozenset({str, int, bool, type(None)})  # plain() would return these unchanged (or "" → empty)
+_PLAIN_AS_IS = frozenset({int, bool, type(None)})  # plain() would return these unchanged
 _SIZED = frozenset({str, list, dict})
 _PARSE_ANY = frozenset({"timestamp", "date"})  # take datetimes, text and numbers as they come: no plain() first
 
@@ -372,9 +373,15 @@ class _Codegen:
             self.emit(depth, f"{value} = _looked_up({value}, {table}, {default})")
             raw = False
         if raw:
-            self.emit(depth, f"if {value}.__class__ not in _PLAIN_AS_IS:")
-            self.emit(depth + 1, f"{value} = plain({value})")
+            self._normalise(depth, value)
         return value
+
+    def _normalise(self, depth: int, value: str) -> None:
+        """``value = plain(value)``, with text (most values) trimmed inline."""
+        self.emit(depth, f"if {value}.__class__ is str:")
+        self.emit(depth + 1, f"{value} = {value}.strip() or None")
+        self.emit(depth, f"elif {value}.__class__ not in _PLAIN_AS_IS:")
+        self.emit(depth + 1, f"{value} = plain({value})")
 
     def _transform(self, depth: int, value: str, names: str | list[str], where: str) -> None:
         """Inline calls of the chain; on failure ``_transformed`` runs it again, step by step, which either names
@@ -384,8 +391,7 @@ class _Codegen:
         self.emit(depth, f"{original} = {value}")
         self.emit(depth, "try:")
         if chain[0][0] not in _PARSE_ANY:
-            self.emit(depth + 1, f"if {value}.__class__ not in _PLAIN_AS_IS:")
-            self.emit(depth + 2, f"{value} = plain({value})")
+            self._normalise(depth + 1, value)
         for _, transform in chain:
             self.emit(depth + 1, f"if {value} is not None and ({value}.__class__ not in _SIZED or {value}):")
             self.emit(depth + 2, f"{value} = {self.const(transform)}({value})")
@@ -455,18 +461,23 @@ class StreamMapping:
     source_paths: tuple[str, ...]
     #: The XDM paths the mapping can write, as a tree: ``{key: subtree}``, None for a value written whole.
     output_tree: dict[str, Any]
+    #: The same paths (``"[]"`` steps into list items) and the XDM type written there when the mapping decides it
+    #: (``date-time``, ``number``, ...; None when the record's value does).
+    written: dict[tuple[str, ...], str | None]
     _convert: Callable[[Record], dict]
 
-    def convert(self, record: Record) -> dict:
-        """The XDM entity for ``record``; raises ``ConversionError`` when it cannot be converted."""
+    def convert(self, record: Record, *, latest: datetime.datetime | None = None) -> dict:
+        """The XDM entity for ``record``; raises ``ConversionError`` when it cannot be converted, e.g. when an
+        ExperienceEvent's timestamp is after ``latest``."""
         out = self._convert(record)
         if self.target == "event":
-            _check_event(out)
+            _check_event(out, latest)
         return out
 
 
-def _check_event(event: dict) -> None:
-    """The ExperienceEvent class requires ``_id`` and a ``timestamp`` that "must occur in the past"."""
+def _check_event(event: dict, latest: datetime.datetime | None) -> None:
+    """The ExperienceEvent class requires ``_id`` and a ``timestamp``; XDM says the timestamp "must occur in the
+    past" (EN help/xdm/classes/experienceevent.md), which the caller enforces with an allowance (``latest``)."""
     if "_id" not in event:
         raise ConversionError("the ExperienceEvent has no _id: every source of the mapping's _id rule is empty")
     timestamp = event.get("timestamp")
@@ -477,9 +488,13 @@ def _check_event(event: dict) -> None:
     except ValueError:
         msg = f"the ExperienceEvent timestamp {timestamp!r} is not RFC 3339"
         raise ConversionError(msg) from None
-    if moment.tzinfo is None or moment > datetime.datetime.now(_UTC):
+    if moment.tzinfo is None:
+        msg = f"the ExperienceEvent timestamp {timestamp!r} has no UTC offset"
+        raise ConversionError(msg)
+    if latest is not None and moment > latest:
         msg = (
-            f"the ExperienceEvent timestamp {timestamp!r} is in the future or has no UTC offset; AEP requires the past"
+            f"the ExperienceEvent timestamp {timestamp!r} is in the future, later than {_utc_text(latest)} "
+            "(now + future_timestamp_tolerance_seconds); XDM requires the past"
         )
         raise ConversionError(msg)
 
@@ -504,6 +519,59 @@ def _output_tree(rules: list[dict], tenant_id: str) -> dict[str, Any]:
             node = node.setdefault(key, {})
         node[leaf] = _output_tree(rule["fields"], tenant_id) if "each" in rule else None
     return tree
+
+
+# The XDM type each transform's result can be written to.
+_TRANSFORM_KINDS = {
+    "timestamp": "date-time", "date": "date", "number": "number", "integer": "integer", "round": "integer",
+    "abs": "number", "string": "string", "lowercase": "string", "uppercase": "string", "trim": "string",
+    "sha256": "string", "boolean": "boolean", "list": "array", "string_values": "object",
+}  # fmt: skip
+
+
+def _constant_kind(value: Any) -> str | None:
+    value = plain(value)
+    if value is None:
+        return None
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}.get(type(value), "object")
+
+
+def _one_kind(kinds: set[str | None]) -> str | None:
+    kinds = kinds - {None}
+    return kinds.pop() if len(kinds) == 1 and "?" not in kinds else None
+
+
+def _rule_kind(rule: dict) -> str | None:
+    """The XDM type of what ``rule`` writes when the rule decides it; None when the record's value does."""
+    if "each" in rule:
+        return "array"
+    if "map" in rule:
+        return _one_kind({_constant_kind(value) for value in [*rule["map"].values(), rule.get("default")]})
+    if rule.get("transform"):
+        transforms = rule["transform"]
+        return _TRANSFORM_KINDS[transforms if isinstance(transforms, str) else transforms[-1]]
+    if "hash" in rule or "concat" in rule:
+        return "string"
+    if "value" in rule:
+        return _constant_kind(rule["value"])
+    if "when" in rule:
+        branches = [*rule["when"], {"value": rule.get("else")}]
+        return _one_kind({_constant_kind(b["value"]) if "value" in b else "?" for b in branches})
+    return None
+
+
+def _written(rules: list[dict], tenant_id: str, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], str | None]:
+    """Each path ``rules`` can write and the type written there (``StreamMapping.written``)."""
+    written: dict[tuple[str, ...], str | None] = {}
+    for rule in rules:
+        if "identity" in rule:
+            written[(*prefix, "identityMap")] = "object"
+            continue
+        path = (*prefix, *_output_path(rule, tenant_id))
+        written[path] = _rule_kind(rule)
+        if "each" in rule:
+            written.update(_written(rule["fields"], tenant_id, (*path, "[]")))
+    return written
 
 
 def _source_paths(rules: list[dict], prefix: str = "") -> list[str]:
@@ -570,8 +638,8 @@ def compile_mapping(
         msg = f"the mapping for stream {stream!r} ({origin}) writes tenant fields: set the tenant_id setting"
         raise MappingError(msg)
     convert = _Codegen(_Context(stream, tenant_id, identity_namespaces)).function(rules)
-    output_tree = _output_tree(rules, tenant_id)
-    return StreamMapping(stream, document["target"], origin, tuple(_source_paths(rules)), output_tree, convert)
+    output_tree, written = _output_tree(rules, tenant_id), _written(rules, tenant_id)
+    return StreamMapping(stream, document["target"], origin, tuple(_source_paths(rules)), output_tree, written, convert)
 
 
 def _walk(rules: list[dict]) -> list[dict]:

@@ -10,21 +10,13 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-import requests
 
-from target_adobe_aep.connection import (
-    CONNECTION_ERRORS,
-    ConfigError,
-    RetriableError,
-    RetryPolicy,
-    raise_if_retriable,
-)
-from target_adobe_aep.ims import TokenProvider
+from target_adobe_aep.connection import ConfigError, RetriableError
+from target_adobe_aep.ims import AuthError
+from target_adobe_aep.platform import REGISTRY, PlatformClient
 from target_adobe_aep.xdm_schema import XED_FULL, reduced
 
 logger = logging.getLogger(__name__)
-
-REGISTRY_PATH = "/data/foundation/schemaregistry/tenant/schemas/"
 
 
 class SchemaCatalog:
@@ -39,15 +31,29 @@ class SchemaCatalog:
         self._files = dict(files)
         self._fetch = fetch
         self._lock = threading.Lock()
-        self._schemas: dict[str, dict] = {}
+        self._schemas: dict[str, dict | Exception] = {}
+
+    def available(self, schema_id: str) -> bool:
+        """Whether ``schema_id``'s schema can be had: a ``schema_files`` entry or Schema Registry access."""
+        return schema_id in self._files or self._fetch is not None
+
+    def schema(self, schema_id: str) -> dict:
+        """``schema_id``'s whole schema, as the registry or its file gives it. A schema that could not be had
+        raises the same error again, without asking again."""
+        with self._lock:
+            if schema_id not in self._schemas:
+                try:
+                    self._schemas[schema_id] = self._load(schema_id)
+                except (ConfigError, AuthError, RetriableError) as exc:
+                    self._schemas[schema_id] = exc
+            found = self._schemas[schema_id]
+        if isinstance(found, Exception):
+            raise found
+        return found
 
     def reduced(self, schema_id: str, output_tree: dict[str, Any] | None = None) -> dict:
         """``schema_id``'s schema for entities holding only the paths of ``output_tree`` (None: any)."""
-        with self._lock:
-            if schema_id not in self._schemas:
-                self._schemas[schema_id] = self._load(schema_id)
-            schema = self._schemas[schema_id]
-        return reduced(schema, output_tree)
+        return reduced(self.schema(schema_id), output_tree)
 
     def _load(self, schema_id: str) -> dict:
         path = self._files.get(schema_id)
@@ -65,40 +71,14 @@ class SchemaCatalog:
 
 
 class SchemaRegistry:
-    """``GET /data/foundation/schemaregistry/tenant/schemas/{id}`` with the platform gateway headers."""
+    """``GET /data/foundation/schemaregistry/tenant/schemas/{id}`` in the resolved xed-full form."""
 
-    def __init__(
-        self,
-        *,
-        session: requests.Session,
-        platform_url: str,
-        tokens: TokenProvider,
-        api_key: str,
-        org_id: str,
-        sandbox_name: str,
-        retry: RetryPolicy,
-        timeout: float,
-    ) -> None:
-        self._session = session
-        self._base = platform_url + REGISTRY_PATH
-        self._tokens = tokens
-        self._headers = {"x-api-key": api_key, "x-gw-ims-org-id": org_id, "x-sandbox-name": sandbox_name}
-        self._retry = retry
-        self._timeout = timeout
+    def __init__(self, platform: PlatformClient) -> None:
+        self._platform = platform
 
     def fetch(self, schema_id: str) -> dict:
-        url = self._base + quote(schema_id, safe="")
-
-        def send(token: str) -> requests.Response:
-            headers = {**self._headers, "Authorization": f"Bearer {token}", "Accept": XED_FULL}
-            try:
-                response = self._session.get(url, headers=headers, timeout=self._timeout)
-            except CONNECTION_ERRORS as exc:
-                raise RetriableError(f"Schema Registry request failed: {type(exc).__name__}") from None
-            raise_if_retriable(response, "Schema Registry")
-            return response
-
-        response = self._retry.call(lambda: self._tokens.authorized(send, "Schema Registry"))
+        path = f"{REGISTRY}/tenant/schemas/{quote(schema_id, safe='')}"
+        response = self._platform.get(path, "Schema Registry", accept=XED_FULL)
         if response.status_code != 200:
             msg = f"Schema Registry answered HTTP {response.status_code} for schema {schema_id}: {response.text[:300]}"
             raise ConfigError(msg)

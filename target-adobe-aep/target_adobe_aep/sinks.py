@@ -12,6 +12,7 @@ accepted by AEP or written to the dead letter, and any failure leaves the state 
 
 from __future__ import annotations
 
+import datetime
 import re
 import uuid
 from concurrent.futures import Future
@@ -23,7 +24,7 @@ from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_adobe_aep.conversion import DATE_PARSERS, ConversionSpec, Envelope, Failure
+from target_adobe_aep.conversion import DATE_PARSERS, GUARDRAIL_BYTES, ConversionSpec, Failure
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, RequestFill, pack
 from target_adobe_aep.dead_letter import serialized
 from target_adobe_aep.mapping import compile_mapping, missing_source_paths
@@ -65,6 +66,8 @@ class AEPSink(BatchSink):
                       if (kind := get_datelike_property_type(prop)) in DATE_PARSERS}  # fmt: skip
         mapping_inputs = target.mapping_inputs(self.stream_name)
         self.mapping = compile_mapping(self.stream_name, **mapping_inputs)
+        if self.config["preflight"] and self.mapping.target != "none":
+            target.preflight.check_mapping(self.mapping)  # before any record of the stream is sent
         for path in missing_source_paths(self.mapping, self.schema):
             self.logger.warning(
                 "Mapping %s reads '%s', which the stream's schema does not declare", self.mapping.origin, path
@@ -74,13 +77,8 @@ class AEPSink(BatchSink):
                              self.stream_name, self.mapping.origin)  # fmt: skip
             return
         dataset_id, schema_id = target.destination(self.mapping.target)
-        self.envelope = Envelope(
-            schema_id=schema_id,
-            dataset_id=dataset_id,
-            org_id=self.config.get("org_id"),
-            flow_id=self.config.get("flow_id"),
-            source=target.name,
-        )
+        target.profile_guardrail_kb[self.stream_name] = GUARDRAIL_BYTES[self.mapping.target] // 1024
+        self.envelope = target.envelope(dataset_id, schema_id)
         self._spec = ConversionSpec(
             key=uuid.uuid4().hex,
             stream=self.stream_name,
@@ -91,6 +89,8 @@ class AEPSink(BatchSink):
             envelope=self.envelope,
             input_schema=self.schema if self.validate_schema else None,
             date_kinds=date_kinds,
+            future_tolerance=datetime.timedelta(seconds=self.config["future_timestamp_tolerance_seconds"]),
+            dead_letter_over_guardrail=self.config["dead_letter_over_profile_guardrail"],
         )
         target.conversions.prepare(self._spec)
         self._envelope_bytes = len(self.envelope.wrap(b""))
@@ -198,6 +198,9 @@ class AEPSink(BatchSink):
         if sendable:
             entity_bytes = sum(len(message) for message, _, _ in sendable) - self._envelope_bytes * len(sendable)
             self._message_bytes_per_record_byte = entity_bytes / sum(len(raw) for _, raw, _ in sendable)
+            # Sent to the data lake all the same; Profile drops them (dead_letter_over_profile_guardrail: false).
+            largest_kept = GUARDRAIL_BYTES[self.mapping.target] + self._envelope_bytes
+            counts = {**counts, "over_profile_guardrail": sum(len(m) > largest_kept for m, _, _ in sendable)}
         if self.config["dry_run"]:
             self.dry_run_file.parent.mkdir(parents=True, exist_ok=True)
             with self.dry_run_file.open("ab") as file:
@@ -223,6 +226,7 @@ class AEPSink(BatchSink):
             cut = groups[-1][0] if groups else len(sendable)
             sendable, self._held = sendable[:cut], sendable[cut:]
         messages = [message for message, _, _ in sendable]
+        whole_requests_refused: list[str] = []
         if messages:
             result = self._target.publisher.publish(messages)
             for rejection in result.rejected:
@@ -230,8 +234,17 @@ class AEPSink(BatchSink):
                 dead.append(self._dead(rejection.reason, self.envelope.entity(message), raw, rejection.http_status))
             counts = {**counts, "sent": len(messages), "accepted": result.accepted, "requests": result.requests,
                       "retries": result.retries}  # fmt: skip
-        self._finish_batch(dead, **counts)
+            whole_requests_refused = result.whole_requests_refused
+        self._finish_batch(dead, whole_requests_refused, **counts)
 
-    def _finish_batch(self, dead: list[dict], **counts: int) -> None:
-        self._target.record_stats(self.stream_name, dead_lettered=len(dead), **counts)
-        self._target.dead_letter.write([{"stream": self.stream_name, **entry} for entry in dead])
+    def _finish_batch(self, dead: list[dict], whole_requests_refused: list[str] = (), **counts: int) -> None:
+        """Count the batch, stop the run if its refusals come from a setting (``rejections.py``), dead-letter them,
+        then stop the run if too many were refused."""
+        target = self._target
+        target.record_stats(self.stream_name, **counts)
+        outcomes = counts.get("accepted", 0) + counts.get("written", 0) + len(dead)
+        reasons = [entry["reason"] for entry in dead]
+        target.rejections.check_batch(self.stream_name, self.mapping.target, reasons, outcomes, whole_requests_refused)
+        target.record_stats(self.stream_name, dead_lettered=len(dead))
+        target.dead_letter.write([{"stream": self.stream_name, **entry} for entry in dead])
+        target.rejections.check_totals(self.stream_name, target.dead_letter.count)

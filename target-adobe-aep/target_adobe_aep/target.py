@@ -19,11 +19,14 @@ from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import InvalidInputLine
 
 from target_adobe_aep.connection import ConfigError, RetryPolicy, checked_url, new_session
-from target_adobe_aep.conversion import ConversionPool
+from target_adobe_aep.conversion import ConversionPool, Envelope
 from target_adobe_aep.dcs import Publisher, batch_url
 from target_adobe_aep.dead_letter import DeadLetter
 from target_adobe_aep.ims import TokenProvider
-from target_adobe_aep.mapping import load_document
+from target_adobe_aep.mapping import StreamMapping, compile_mapping, load_document
+from target_adobe_aep.platform import PlatformClient
+from target_adobe_aep.preflight import Preflight
+from target_adobe_aep.rejections import RejectionGuard
 from target_adobe_aep.schema_registry import SchemaCatalog, SchemaRegistry
 from target_adobe_aep.sinks import AEPSink
 
@@ -62,6 +65,7 @@ class StreamStats:
     duplicates_merged: int = 0
     sent: int = 0
     accepted: int = 0
+    over_profile_guardrail: int = 0
     dead_lettered: int = 0
     written: int = 0
     requests: int = 0
@@ -138,10 +142,35 @@ class TargetAdobeAEP(Target):
         ),
         # Behaviour
         th.Property(
+            "preflight",
+            th.BooleanType,
+            default=True,
+            description="Before reading input, check the settings against Adobe (token, tenant, schemas, datasets' "
+            "schemaRef, one syncValidation probe of the inlet) and, when a stream's SCHEMA arrives, that its mapping "
+            "writes only paths its schema has; a failure stops the run naming the setting to fix. The same checks "
+            "run alone as `target-adobe-aep-admin check`.",
+        ),
+        th.Property(
             "validate_xdm",
             th.BooleanType,
             default=True,
             description="Validate each XDM record against its schema before sending; invalid ones are dead-lettered.",
+        ),
+        th.Property(
+            "future_timestamp_tolerance_seconds",
+            th.IntegerType(minimum=0),
+            default=300,
+            description="How far an ExperienceEvent's timestamp may be ahead of this machine's clock (clock skew) "
+            "and still be sent; later ones are dead-lettered. XDM says the timestamp must be in the past, but AEP's "
+            "schema only requires a date-time, so a skewed clock must not cost events.",
+        ),
+        th.Property(
+            "dead_letter_over_profile_guardrail",
+            th.BooleanType,
+            default=False,
+            description="Dead-letter entities over Real-Time Customer Profile's guardrails (ExperienceEvent 10 KB, "
+            "profile record 100 KB) instead of sending them: the data lake takes them (up to 1 MB), Profile drops "
+            "them. Either way they are counted as over_profile_guardrail in the summary.",
         ),
         _string(
             "dead_letter_path",
@@ -152,7 +181,17 @@ class TargetAdobeAEP(Target):
             "max_rejected_records",
             th.IntegerType(minimum=0),
             default=0,
-            description="Abort once more records than this were dead-lettered; 0 never aborts.",
+            description="Abort once more records than this were dead-lettered in the run (after writing them); 0: "
+            "no limit on the number (max_rejected_percent still applies).",
+        ),
+        th.Property(
+            "max_rejected_percent",
+            th.IntegerType(minimum=0, maximum=100),
+            default=50,
+            description="Abort once more than this percentage of a stream's records were refused (checked from its "
+            "20th record on, after dead-lettering them): a share that high means a setting or mapping is wrong, "
+            "not the data. 100: never. Refusals no record can cure (wrong org, tenant, dataset/schema, or a "
+            "stream's first 10 records all refused for one reason) stop the run at once regardless.",
         ),
         th.Property(
             "max_request_bytes",
@@ -237,6 +276,7 @@ class TargetAdobeAEP(Target):
         self._last_batch_of: dict[str, Future] = {}  # per stream: its batches are published one after the other
         self._last_written_state: dict | None = None
         self._finished = False
+        self.profile_guardrail_kb: dict[str, int] = {}  # per stream: Profile's size limit of what it writes
 
     # -- shared services, created on first use by a sink's setup (i.e. at SCHEMA time) -------------------------
 
@@ -271,22 +311,24 @@ class TargetAdobeAEP(Target):
         )
 
     @functools.cached_property
+    def platform(self) -> PlatformClient:
+        """The platform API gateway (Schema Registry, Catalog); needs client_id, client_secret and org_id."""
+        (org_id,) = self._required("org_id")
+        return PlatformClient(
+            session=self.session,
+            platform_url=checked_url(self.config["platform_url"], "platform_url"),
+            tokens=self.tokens,
+            api_key=self.config.get("api_key") or self.config["client_id"],
+            org_id=org_id,
+            sandbox_name=self.config["sandbox_name"],
+            retry=self.retry_policy,
+            timeout=float(self.config["request_timeout_seconds"]),
+        )
+
+    @functools.cached_property
     def schemas(self) -> SchemaCatalog:
         files = self.config.get("schema_files") or {}
-        fetch = None
-        if self.config.get("client_id"):
-            (org_id,) = self._required("org_id")
-            registry = SchemaRegistry(
-                session=self.session,
-                platform_url=checked_url(self.config["platform_url"], "platform_url"),
-                tokens=self.tokens,
-                api_key=self.config.get("api_key") or self.config["client_id"],
-                org_id=org_id,
-                sandbox_name=self.config["sandbox_name"],
-                retry=self.retry_policy,
-                timeout=float(self.config["request_timeout_seconds"]),
-            )
-            fetch = registry.fetch
+        fetch = SchemaRegistry(self.platform).fetch if self.config.get("client_id") else None
         return SchemaCatalog(files=files, fetch=fetch)
 
     @functools.cached_property
@@ -311,7 +353,13 @@ class TargetAdobeAEP(Target):
 
     @functools.cached_property
     def dead_letter(self) -> DeadLetter:
-        return DeadLetter(self.config["dead_letter_path"], max_records=self.config["max_rejected_records"])
+        return DeadLetter(self.config["dead_letter_path"])
+
+    @functools.cached_property
+    def rejections(self) -> RejectionGuard:
+        return RejectionGuard(tenant_id=self.config.get("tenant_id") or "",
+                              max_records=self.config["max_rejected_records"],
+                              max_percent=self.config["max_rejected_percent"])  # fmt: skip
 
     @functools.cached_property
     def conversions(self) -> ConversionPool:
@@ -329,10 +377,23 @@ class TargetAdobeAEP(Target):
             "identity_namespaces": namespaces,
         }
 
+    def compiled_mapping(self, stream: str) -> StreamMapping:
+        """``stream``'s mapping, compiled; raises ``MappingError`` when it has none or it is invalid."""
+        return compile_mapping(stream, **self.mapping_inputs(stream))
+
     def destination(self, target: str) -> tuple[str, str]:
         """``(dataset_id, schema_id)`` for a mapping target (``profile`` or ``event``)."""
         dataset_id, schema_id = self._required(f"{target}_dataset_id", f"{target}_schema_id")
         return dataset_id, schema_id
+
+    def envelope(self, dataset_id: str, schema_id: str) -> Envelope:
+        """The streaming message envelope of one destination."""
+        return Envelope(schema_id=schema_id, dataset_id=dataset_id, org_id=self.config.get("org_id"),
+                        flow_id=self.config.get("flow_id"), source=self.name)  # fmt: skip
+
+    @functools.cached_property
+    def preflight(self) -> Preflight:
+        return Preflight(self)
 
     def record_stats(self, stream: str, **counts: int) -> None:
         with self._stats_lock:
@@ -431,6 +492,8 @@ class TargetAdobeAEP(Target):
 
     def listen(self, file_input: IO[str] | None = None) -> None:
         try:
+            if self.config["preflight"]:
+                self.preflight.check_connection()  # before the first line of input is read
             super().listen(file_input)
         finally:
             self._finish()  # also when the input fails before its end
@@ -448,6 +511,12 @@ class TargetAdobeAEP(Target):
         for stream, stats in sorted(self.stats.items()):
             summary = " ".join(f"{name}={value}" for name, value in asdict(stats).items())
             self.logger.info("Summary for stream '%s': %s", stream, summary)
+            if stats.over_profile_guardrail:
+                self.logger.warning(
+                    "Stream '%s': %d record(s) over Profile's %d KB guardrail were sent: the data lake keeps them, "
+                    "Real-Time Customer Profile drops them (dead_letter_over_profile_guardrail dead-letters them)",
+                    stream, stats.over_profile_guardrail, self.profile_guardrail_kb[stream],
+                )  # fmt: skip
         if "dead_letter" in self.__dict__ and self.dead_letter.count:
             self.logger.warning("%d record(s) dead-lettered to %s", self.dead_letter.count, self.dead_letter.path)
 

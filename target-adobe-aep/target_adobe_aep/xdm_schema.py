@@ -4,14 +4,48 @@ what a mapping writes, compiled. No HTTP here (``schema_registry.py`` loads sche
 
 from __future__ import annotations
 
+import datetime
+import re
 from typing import Any
 
 import fastjsonschema
 
 # "$ref/allOf resolved" form; version must be 1 (EN help/xdm/api/getting-started.md).
 XED_FULL = "application/vnd.adobe.xed-full+json; version=1"
-# XDM uses draft-07 formats (e.g. ``date``) in schemas that declare draft-06; check them all.
-_FORMATS = {"date": r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"}
+
+# Formats as JSON Schema defines them (draft 7, section 7.3), never stricter: AEP validates against the same
+# schema, and a record refused here for nothing would be lost to the dead letter. fastjsonschema's own checks are
+# regular expressions that accept 1990-02-30 and refuse john.doe@gmail.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+# RFC 5321 section 4.1.2 Mailbox (a dot-string or quoted local part; a domain of letter-digit-hyphen labels, no
+# top-level domain needed, or an address literal), with RFC 6531's UTF-8 allowed in both parts (idn-email).
+_UTF8 = "\u0080-\U0010ffff"
+_ATOM = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~\-{_UTF8}]+"
+_QUOTED = rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_UTF8}]|\\[\x20-\x7e])*"'
+_LABEL = rf"[A-Za-z0-9{_UTF8}](?:[A-Za-z0-9\-{_UTF8}]*[A-Za-z0-9{_UTF8}])?"
+_EMAIL = re.compile(rf"(?:{_ATOM}(?:\.{_ATOM})*|{_QUOTED})@(?:{_LABEL}(?:\.{_LABEL})*|\[[\x21-\x5a\x5e-\x7e]+\])")
+
+
+def _is_date(value: str) -> bool:
+    try:
+        return _DATE.fullmatch(value) is not None and bool(datetime.date.fromisoformat(value))
+    except ValueError:  # no such day: 1990-02-30
+        return False
+
+
+def _is_date_time(value: str) -> bool:
+    if _DATE_TIME.fullmatch(value) is None:
+        return False
+    for text in (value, value.upper()):  # Python reads neither a lower-case "z" nor a leap second
+        try:
+            return bool(datetime.datetime.fromisoformat(text if text[17:19] != "60" else f"{text[:17]}59{text[19:]}"))
+        except ValueError:
+            continue
+    return False
+
+
+FORMATS = {"date": _is_date, "date-time": _is_date_time, "email": lambda value: _EMAIL.fullmatch(value) is not None}
 
 
 class XdmSchemaError(ValueError):
@@ -73,8 +107,10 @@ class XdmValidator:
 
     def __init__(self, schema_id: str, schema: dict) -> None:
         self.schema_id = schema_id
+        # use_default=False: validation is a check and never writes into the entity (fastjsonschema's default fills
+        # in the schema's defaults, e.g. person.maritalStatus "not_specified", which the mapping never wrote).
         self._validate = fastjsonschema.compile(
-            schema, handlers={"http": _refuse_remote, "https": _refuse_remote}, formats=_FORMATS
+            schema, handlers={"http": _refuse_remote, "https": _refuse_remote}, formats=FORMATS, use_default=False
         )
 
     def error(self, entity: dict) -> str | None:
@@ -84,3 +120,49 @@ class XdmValidator:
         except fastjsonschema.JsonSchemaValueException as exc:
             return exc.message.replace("data", "xdm", 1)
         return None
+
+
+def _field(schema: dict, path: tuple[str, ...]) -> dict | None:
+    """The schema of the field at ``path`` (``"[]"``: a list's items); None when the schema has no such field."""
+    node = schema
+    for step in path:
+        if step == "[]":
+            node = node.get("items") if node.get("type") == "array" else None
+        elif isinstance(node.get("properties"), dict) and step in node["properties"]:
+            node = node["properties"][step]
+        elif isinstance(node.get("additionalProperties"), dict):  # a map: any key
+            node = node["additionalProperties"]
+        elif "properties" not in node and node.get("type", "object") == "object" and "additionalProperties" not in node:
+            return {}  # an object that says nothing of its fields takes any
+        else:
+            return None
+        if not isinstance(node, dict):
+            return None
+    return node
+
+
+def _takes(field: dict, kind: str) -> bool:
+    """Whether a field of schema ``field`` takes what a mapping writes as ``kind``."""
+    types = field.get("type")
+    types = {types} if isinstance(types, str) else set(types or ())
+    if not types:
+        return True
+    if kind in ("date-time", "date"):
+        return "string" in types and field.get("format") in (None, kind)
+    if kind == "integer":
+        return bool(types & {"integer", "number"})
+    return kind in types
+
+
+def unwritable(schema: dict, written: dict[tuple[str, ...], str | None]) -> list[str]:
+    """The paths of ``written`` (``StreamMapping.written``) that ``schema`` lacks or types otherwise."""
+    problems = []
+    for path, kind in written.items():
+        field = _field(schema, path)
+        name = ".".join(path).replace(".[]", "[]")
+        if field is None:
+            problems.append(f"{name} (not in the schema)")
+        elif kind is not None and not _takes(field, kind):
+            found = " ".join(str(field.get(key)) for key in ("type", "format") if field.get(key))
+            problems.append(f"{name} (the mapping writes {kind}, the schema has {found})")
+    return problems

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from emulators.adobe import ADOBE
-from emulators.server import BackgroundServer
+from emulators.server import REQUEST_LOG, BackgroundServer
 from target_adobe_aep.connection import RetryPolicy, new_session
 from target_adobe_aep.conversion import Envelope
 from target_adobe_aep.dcs import (
@@ -163,6 +163,34 @@ def test_413_splits_the_request_and_rejects_a_single_message_that_is_too_big(ado
     assert result.accepted == 40
     assert [(r.index, r.http_status) for r in result.rejected] == [(40, 413)]
     assert len(stored_ids(adobe_emulator)) == 40
+
+
+def request_of(server: BackgroundServer, size: int, count: int = 200) -> list[bytes]:
+    """``count`` messages whose batch request body is exactly ``size`` bytes."""
+    envelope = len(messages(server, 1)[0]) - 1  # a message without its customerId's one character
+    padding = (size - REQUEST_OVERHEAD) // count - envelope - 10
+    batch = messages(server, count, padding=padding)
+    body = REQUEST_OVERHEAD + sum(map(len, batch)) + count - 1
+    return [*batch[:-1], messages(server, count, padding=padding + size - body)[-1]]
+
+
+def batch_statuses(server: BackgroundServer) -> list[int]:
+    return [e["status"] for e in server.app[REQUEST_LOG].entries if e["path"].startswith("/collection/batch/")]
+
+
+@pytest.mark.parametrize(("size", "statuses"), [(1_000_000, [207]), (1_000_001, [413, 207, 207])])
+def test_413_split_against_the_documented_one_megabyte_limit(
+    adobe_emulator: BackgroundServer, size: int, statuses: list[int]
+) -> None:
+    """The emulator enforces AEP's limit exactly (1,000,000 bytes, its default). The target caps its requests below
+    it (max_request_bytes <= 1,000,000), so this publisher may pack 2 MB to reach it: a request one byte over is
+    refused with 413, split in two, and every message arrives."""
+    assert adobe_emulator.config.max_request_bytes == 1_000_000
+    batch = request_of(adobe_emulator, size)
+    result = publisher(adobe_emulator, max_request_bytes=2_000_000).publish(batch)
+    assert batch_statuses(adobe_emulator) == statuses
+    assert (result.accepted, result.rejected, result.requests) == (200, [], len(statuses))
+    assert stored_ids(adobe_emulator) == {f"e{i}" for i in range(200)}
 
 
 @pytest.mark.parametrize("faults", [{"429": 1.0}, {"503": 0.5, "500": 0.5}])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
-from conftest import SAMPLES, Aep, record_message, schema_message, state_message
+from conftest import SAMPLES, Aep, record_message, schema_message, state_message, stream_messages
 
 from emulators.server import BackgroundServer
 from target_adobe_aep.connection import RetryPolicy, new_session
@@ -118,7 +121,7 @@ def _two_batches(between) -> list:
 
 
 def _dcs_statuses(aep: Aep) -> list:
-    return [e["status"] for e in aep.requests("/collection/")]
+    return [e["status"] for e in aep.requests("/collection/batch/")]
 
 
 @pytest.mark.adobe(token_lifetime_seconds=1)
@@ -152,8 +155,37 @@ def test_401_from_the_inlet_triggers_one_refresh_and_retry(aep: Aep) -> None:
 def test_token_refused_again_after_refresh_is_fatal_and_state_not_advanced(aep: Aep) -> None:
     # Every DCS request revokes all tokens first, so even a fresh token is refused.
     aep.server.set_faults({"rules": [{"path": "/collection/*", "revoke_token_rate": 1.0}]})
-    run = aep.run(_two_batches(lambda: None), expect_error=True)
+    run = aep.run(_two_batches(lambda: None), expect_error=True, preflight=False)  # its probe would be refused
     assert isinstance(run.error, AuthError)
     assert "refused a freshly issued access token" in str(run.error)
     assert run.states == []
     assert _dcs_statuses(aep) == [401, 401]
+
+
+@pytest.mark.parametrize("preflight", [True, False])
+@pytest.mark.parametrize(
+    ("overrides", "refusal"),
+    [
+        ({"client_secret": "not-the-secret"}, "HTTP 401 invalid_client"),
+        (
+            {"scopes": "openid,AdobeID,read_organizations,aep.admin"},
+            "HTTP 400 invalid_scope: invalid scope (aep.admin)",
+        ),
+    ],
+)
+def test_ims_refusal_ends_the_target_with_one_line(aep: Aep, overrides: dict, refusal: str, preflight: bool) -> None:
+    """A wrong secret or a scope the credential lacks: the run stops with one error line, no traceback."""
+    config = aep.tmp_path / "config.json"
+    config.write_text(json.dumps({**aep.config, **overrides, "preflight": preflight}))
+    messages = aep.tmp_path / "input.jsonl"
+    messages.write_text("".join(json.dumps(m) + "\n" for m in stream_messages("customers", SAMPLES["customers"])))
+    target = Path(sys.executable).parent / "target-adobe-aep"
+    result = subprocess.run([target, "--config", config, "--input", messages], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 1
+    # The SDK may say first that the sink could not start; the cause follows, once, on one line.
+    errors = [line for line in result.stderr.splitlines() if "| ERROR" in line]
+    assert f"IMS refused the client credentials: {refusal}" in errors[-1], result.stderr
+    assert sum("IMS refused" in line for line in result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert aep.config["client_secret"] not in result.stderr

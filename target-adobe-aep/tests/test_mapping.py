@@ -31,6 +31,36 @@ def test_nulls_and_empty_values_are_omitted_at_every_depth() -> None:
     assert convert(fields, record) == {"obj": {"keep": 0, "f": False}, "items": [{"v": "z"}]}
 
 
+def test_text_is_trimmed_and_blank_text_dropped_wherever_a_mapping_takes_it() -> None:
+    fields = [
+        {"to": "plain", "from": "padded"},
+        {"to": "blank", "from": "spaces"},
+        {"to": "coalesced", "coalesce": ["spaces", "padded"]},
+        {"to": "joined", "concat": ["spaces", "padded", "tab"], "separator": "|"},
+        {"to": "mapped", "from": "kind", "map": {"RETURN": "credit memo"}},
+        {"to": "chosen", "when": [{"if": {"path": "kind", "equals": "RETURN"}, "from": "padded"}]},
+        {"to": "upper", "from": "padded", "transform": "uppercase"},
+        {"to": "object", "from": "fields", "transform": "string_values"},
+        {"to": "items", "each": "tiers", "fields": [{"to": "name", "from": "@"}]},
+        {"identity": "email", "from": "email"},
+        {"to": "constant", "value": " x "},
+    ]
+    record = {"padded": " Member Tier ", "spaces": " \t\n ", "tab": "\tb\t", "kind": " RETURN ", "email": " a@b.c ",
+              "fields": {"city": " Pune ", "empty": "  "}, "tiers": ["Gold ", "  "]}  # fmt: skip
+    assert convert(fields, record) == {
+        "plain": "Member Tier",
+        "coalesced": "Member Tier",
+        "joined": "Member Tier|b",
+        "mapped": "credit memo",
+        "chosen": "Member Tier",
+        "upper": "MEMBER TIER",
+        "object": {"city": "Pune"},
+        "items": [{"name": "Gold"}],
+        "identityMap": {"Email": [{"id": "a@b.c", "primary": False, "authenticatedState": "ambiguous"}]},
+        "constant": "x",
+    }
+
+
 def test_hash_id_is_deterministic_and_independent_of_number_and_offset_spelling() -> None:
     # The SDK hands date-time fields over as datetimes and JSON numbers as Decimal or int.
     india = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
@@ -137,9 +167,14 @@ def test_events_need_id_and_a_past_timestamp() -> None:
     assert event["timestamp"] == "2020-01-01T00:00:00Z"
     with pytest.raises(ConversionError, match="no timestamp"):
         convert(fields, {"id": 1}, target="event")
-    future = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).isoformat()
-    with pytest.raises(ConversionError, match="in the future"):
-        convert(fields, {"id": 1, "at": future}, target="event")
+    latest = datetime.datetime(2020, 1, 1, 0, 5, tzinfo=datetime.UTC)  # now + the allowance for clock skew
+    mapping = compile_mapping("s", {"target": "event", "fields": fields}, "test", tenant_id="acme",
+                              identity_namespaces={})  # fmt: skip
+    assert (
+        mapping.convert({"id": 1, "at": "2020-01-01T00:05:00Z"}, latest=latest)["timestamp"] == "2020-01-01T00:05:00Z"
+    )
+    with pytest.raises(ConversionError, match="in the future, later than 2020-01-01T00:05:00Z"):
+        mapping.convert({"id": 1, "at": "2020-01-01T00:05:01Z"}, latest=latest)
     with pytest.raises(ConversionError, match="no _id"):
         convert([{"to": "_id", "from": "id"}, {"to": "timestamp", "value": "2020-01-01T00:00:00Z"}], {}, target="event")
 

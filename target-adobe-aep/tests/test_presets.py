@@ -143,7 +143,11 @@ def test_transactions_preset_values_and_returns() -> None:
     assert refund["eventType"] == "commerce.backofficeCreditMemoIssued"
     assert "purchases" not in refund["commerce"]
     assert refund["commerce"]["order"]["refundTotal"] == 38.0
+    assert refund["commerce"]["order"]["returns"] == {"returnID": "90002", "purchaseID": "BLR-90002"}
     assert refund["productListItems"][0]["refundAmount"] == 38.0
+    assert refund["productListItems"][0]["returnItem"] == {"returnQuantityReceived": 2}
+    assert "returns" not in purchase["commerce"]["order"]
+    assert all("returnItem" not in line for line in purchase["productListItems"])
     assert refund["_capillarydemo"]["capillary"]["transaction"]["billType"] == "RETURN"
     assert refund["_capillarydemo"]["capillary"]["transaction"]["notes"] == "size too small"
 
@@ -263,3 +267,72 @@ def test_validators_pruned_to_a_mapping_give_the_whole_schemas_verdicts(aep: Aep
     assert all(full == part for full, part in verdicts), [pair for pair in verdicts if pair[0] != pair[1]][:3]
     assert all(full is None for full, _ in verdicts[: len(entities)])
     assert sum(full is not None for full, _ in verdicts) > len(variants) // 2
+
+
+def test_validation_on_and_off_send_the_same_bytes(aep: Aep) -> None:
+    """Validation is a check: it never writes into the data. This mapping writes fields whose XDM schema has a
+    default (person.maritalStatus "not_specified", mobilePhone.status and homeAddress.status "active") from
+    fields the records do not have; with validation on, the messages must be byte for byte those without it."""
+    document, _ = load_document("customers", None)
+    document["fields"] += [
+        {"to": "person.maritalStatus", "from": "marital_status"},
+        {"to": "mobilePhone.status", "from": "mobile_status"},
+        {"to": "homeAddress.status", "from": "address_status"},
+        {"to": "homeAddress.city", "from": "extended_fields.city"},
+    ]
+    written = {}
+    for validate in (True, False):
+        path = aep.tmp_path / f"dry-run-{validate}"
+        aep.run(stream_messages("customers", SAMPLES["customers"]), dry_run=True, dry_run_path=str(path),
+                validate_xdm=validate, mappings={"customers": document})  # fmt: skip
+        written[validate] = (path / "customers.jsonl").read_bytes()
+    assert aep.dead_letters() == []
+    assert written[True] == written[False]
+    first = json.loads(written[True].splitlines()[0])["body"]["xdmEntity"]
+    assert first["homeAddress"] == {"city": "Bengaluru"}
+    assert "maritalStatus" not in first["person"]
+    assert "status" not in first["mobilePhone"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "valid"),
+    [
+        (("personalEmail", "address"), "john.doe@gmail", True),  # RFC 5321 needs no top-level domain
+        (("personalEmail", "address"), "zoë@exämple.com", True),  # RFC 6531
+        (("personalEmail", "address"), "john.doe", False),
+        (("person", "birthDate"), "1990-02-28", True),
+        (("person", "birthDate"), "1990-02-30", False),  # matches a date pattern, is no date
+        (("loyalty", "joinDate"), "2024-02-29T10:00:00+05:30", True),
+        (("loyalty", "joinDate"), "2023-02-29T10:00:00Z", False),
+        (("loyalty", "joinDate"), "2023-01-01 10:00:00Z", False),
+    ],
+)
+def test_formats_are_checked_as_json_schema_defines_them(aep: Aep, path: tuple, value: str, valid: bool) -> None:
+    schema = aep.state.dcs.schemas[aep.config["profile_dataset_id"]].body
+    entity = {"_id": "p-1"}
+    node = entity
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    error = XdmValidator("profile", closed(schema)).error(entity)
+    assert (error is None) is valid, error
+
+
+def test_presets_trim_text_as_capillary_sends_it() -> None:
+    """Values from Capillary's own customer/get sample (CapDocs references/customer-v11.json): "current_slab":
+    "Member Tier ", a next slab "Silver ", an empty "marked_by"; plus a blank first name."""
+    record = {**SAMPLES["customers"][0], "first_name": "   ", "last_name": "John", "email": "rita.john@example.com ",
+              "current_slab": "Member Tier ", "program_name": " Default Program", "registered_store_code": "webstore ",
+              "extended_fields": {"city": "Bangalore ", "marked_by": ""}}  # fmt: skip
+    customer = _mapping("customers").convert(record)
+    assert customer["person"]["name"] == {"lastName": "John", "fullName": "John"}
+    assert customer["loyalty"]["tier"] == "Member Tier"
+    assert customer["loyalty"]["program"] == "Default Program"
+    assert customer["personalEmail"] == {"address": "rita.john@example.com"}
+    capillary = customer["_capillarydemo"]["capillary"]
+    assert (capillary["registeredStore"], capillary["extendedFields"]) == ("webstore", {"city": "Bangalore"})
+    bill = {**SAMPLES["transactions"][1], "type": "RETURN ", "store_code": " blr-01 ", "note": "  "}
+    event = _mapping("transactions").convert(bill)
+    assert event["eventType"] == "commerce.backofficeCreditMemoIssued"
+    assert event["_capillarydemo"]["capillary"]["transaction"]["storeCode"] == "blr-01"
+    assert "notes" not in event["_capillarydemo"]["capillary"]["transaction"]

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -22,8 +23,9 @@ from singer_sdk.sinks import Sink
 from target_adobe_aep.connection import ConfigError
 from target_adobe_aep.conversion import Converter, InvalidInputRecord
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, Publisher, PublishError, PublishResult, pack
-from target_adobe_aep.dead_letter import TooManyRejectedRecords, serialized
+from target_adobe_aep.dead_letter import serialized
 from target_adobe_aep.mapping import MappingError
+from target_adobe_aep.rejections import RejectionGuard, SystemicRejection, TooManyRejectedRecords
 from target_adobe_aep.sinks import AEPSink
 
 
@@ -119,17 +121,72 @@ def test_invalid_xdm_is_dead_lettered_and_the_rest_accepted(aep: Aep) -> None:
     assert run.target.stats["transactions"].dead_lettered == 2
 
 
-def test_records_rejected_by_dcs_are_dead_lettered_with_status_and_state_advances(aep: Aep) -> None:
+def test_a_wrong_org_stops_the_run_at_the_first_batch(aep: Aep) -> None:
+    """With preflight off, DCS refuses every message's envelope ("absent or wrong ims org"): the run stops at the
+    first answer, names the setting, dead-letters nothing and writes no STATE; the next run sends it all again."""
     # validate_xdm off: the Schema Registry would refuse the wrong org too.
-    run = aep.run(
-        stream_messages("transactions", transactions(3), {"t": 3}), org_id="OTHER@AdobeOrg", validate_xdm=False
+    messages = stream_messages("transactions", transactions(25), {"t": 25})
+    run = aep.run(messages, expect_error=True, org_id="OTHER@AdobeOrg", validate_xdm=False, preflight=False,
+                  batch_size_rows=10)  # fmt: skip
+    assert isinstance(run.error, SystemicRejection)
+    assert "absent or wrong ims org" in str(run.error)
+    assert str(run.error).endswith("check org_id")
+    assert run.states == []
+    assert aep.dead_letters() == []
+    assert len(aep.requests("/collection/batch/")) == 1
+
+
+def test_a_mapping_refusing_every_record_stops_the_run_at_its_first_records(aep: Aep) -> None:
+    """A custom mapping writes a constant no schema takes: the stream's first records are all refused for one
+    reason, which no record can cure."""
+    document = json.loads(
+        (Path(__file__).parents[1] / "target_adobe_aep" / "mappings" / "transactions.json").read_text()
     )
-    assert run.states == [{"t": 3}]  # every record is accounted for: in the dead letter
-    dead = aep.dead_letters()
-    assert len(dead) == 3
-    assert {d["http_status"] for d in dead} == {400}
-    assert all("absent or wrong ims org" in d["reason"] for d in dead)
-    assert run.target.stats["transactions"].accepted == 0
+    rule = next(r for r in document["fields"] if r.get("to") == "commerce.order.currencyCode")
+    rule.pop("from"), rule.pop("transform")
+    rule["value"] = "rupees"
+    messages = stream_messages("transactions", transactions(25), {"t": 25})
+    run = aep.run(messages, expect_error=True, mappings={"transactions": document}, batch_size_rows=10)
+    assert isinstance(run.error, SystemicRejection)
+    assert "first 10 or more records were all refused" in str(run.error)
+    assert "currencyCode" in str(run.error)
+    assert str(run.error).endswith("check mappings.transactions / event_schema_id")
+    assert run.states == []
+    assert aep.dead_letters() == []
+    assert aep.requests("/collection/batch/") == []
+
+
+def test_a_wrong_tenant_stops_the_run_when_validation_refuses_its_namespace(aep: Aep) -> None:
+    run = aep.run(stream_messages("transactions", transactions(3), {"t": 3}), expect_error=True,
+                  tenant_id="capillaryprod", preflight=False)  # fmt: skip
+    assert isinstance(run.error, SystemicRejection)
+    assert "'_capillaryprod'" in str(run.error)
+    assert str(run.error).endswith("check tenant_id / event_schema_id")
+    assert run.states == []
+
+
+def test_records_refused_for_their_own_data_are_dead_lettered_and_the_run_goes_on(aep: Aep) -> None:
+    """A third of the bills has a malformed currency: under max_rejected_percent (default 50), dead-lettered."""
+    records = transactions(30, bad_currency=set(range(0, 30, 3)))
+    run = aep.run(stream_messages("transactions", records, {"t": 30}), batch_size_rows=10)
+    assert run.states == [{"t": 30}]
+    assert len(aep.dead_letters()) == 10
+    assert len(aep.stored(aep.config["event_dataset_id"])) == 20
+
+
+def test_max_rejected_percent_aborts_a_broken_stream_after_dead_lettering(aep: Aep) -> None:
+    """Two refusals in three, for different reasons (not one systemic cause): over the default 50 %, the run stops
+    once 20 records have an outcome, after writing their dead letters; no STATE."""
+    records = transactions(30, bad_currency=set(range(1, 30, 3)))
+    for record in records[2::3]:
+        record["line_items"][0]["item_code"] = None  # productListItems[] requires SKU
+    run = aep.run(stream_messages("transactions", records, {"t": 30}), expect_error=True, batch_size_rows=10)
+    assert isinstance(run.error, TooManyRejectedRecords)
+    assert "stream 'transactions': 13 of 20 records refused, more than max_rejected_percent=50" in str(run.error)
+    assert run.states == []
+    assert len(aep.dead_letters()) == 13
+    run = aep.run(stream_messages("transactions", records, {"t": 30}), batch_size_rows=10, max_rejected_percent=100)
+    assert run.states == [{"t": 30}]
 
 
 def test_max_rejected_records_aborts_without_advancing_state(aep: Aep) -> None:
@@ -140,20 +197,64 @@ def test_max_rejected_records_aborts_without_advancing_state(aep: Aep) -> None:
     assert len(aep.dead_letters()) == 3  # written before aborting: nothing is lost
 
 
-def test_zero_max_rejected_records_never_aborts(aep: Aep) -> None:
+def test_zero_max_rejected_records_sets_no_limit_on_the_number(aep: Aep) -> None:
     records = transactions(4, bad_currency={0, 1, 2, 3})
     run = aep.run(stream_messages("transactions", records, {"t": 4}), max_rejected_records=0)
     assert run.states == [{"t": 4}]
     assert len(aep.dead_letters()) == 4
 
 
-def test_oversized_event_hits_the_guardrail(aep: Aep) -> None:
+def test_a_request_refused_whole_for_one_reason_is_systemic() -> None:
+    """Every message of a request refused for one reason DCS does not document as an envelope error."""
+    guard = RejectionGuard(tenant_id="acme", max_records=0, max_percent=50)
+    guard.check_batch("coupons", "event", ["DCS: a"], outcomes=5, whole_requests=[])  # one record's own problem
+    with pytest.raises(SystemicRejection, match=r"refused every message of a request .*check mappings\.coupons"):
+        guard.check_batch("coupons", "event", ["DCS: quota"] * 3, outcomes=3, whole_requests=["DCS: quota"])
+
+
+def oversized_bill() -> dict:
+    """A bill of 80 lines: its ExperienceEvent is about 12 KB, over Profile's 10 KB guardrail."""
     record = transactions(1)[0]
-    record["line_items"] = [{**record["line_items"][0], "line_item_id": i} for i in range(200)]
-    aep.run(stream_messages("transactions", [record], {"t": 1}))
+    record["line_items"] = [{**record["line_items"][0], "line_item_id": i} for i in range(80)]
+    return record
+
+
+def test_event_over_profiles_guardrail_goes_to_the_data_lake_and_is_counted(aep: Aep, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    run = aep.run(stream_messages("transactions", [oversized_bill(), transactions(2)[1]], {"t": 1}))
+    assert run.states == [{"t": 1}]
+    assert aep.dead_letters() == []
+    (big, _) = aep.stored(aep.config["event_dataset_id"])
+    assert 11 * 1024 < len(orjson.dumps(big)) < 14 * 1024
+    stats = run.target.stats["transactions"]
+    assert (stats.accepted, stats.over_profile_guardrail) == (2, 1)
+    assert "1 record(s) over Profile's 10 KB guardrail were sent" in caplog.text
+    assert "over_profile_guardrail=1" in caplog.text
+
+
+def test_events_over_profiles_guardrail_can_be_dead_lettered(aep: Aep) -> None:
+    run = aep.run(
+        stream_messages("transactions", [oversized_bill()], {"t": 1}), dead_letter_over_profile_guardrail=True
+    )
     (dead,) = aep.dead_letters()
     assert dead["reason"].startswith("guardrail: XDM event of")
-    assert "10 KB" in dead["reason"]
+    assert "over Profile's 10 KB guardrail" in dead["reason"]
+    assert run.target.stats["transactions"].sent == 0
+
+
+def test_future_timestamps_within_the_allowance_are_sent(aep: Aep) -> None:
+    """A tap's clock a little ahead of this machine's must not cost events; far in the future is an error."""
+    now = datetime.datetime.now(datetime.UTC)
+    ahead, far = transactions(2)
+    ahead["billed_at"] = (now + datetime.timedelta(seconds=60)).isoformat()
+    far["billed_at"] = (now + datetime.timedelta(days=1)).isoformat()
+    run = aep.run(stream_messages("transactions", [ahead, far], {"t": 1}), future_timestamp_tolerance_seconds=600)
+    assert run.states == [{"t": 1}]
+    (stored,) = aep.stored(aep.config["event_dataset_id"])
+    assert stored["commerce"]["order"]["purchaseID"] == ahead["bill_number"]
+    (dead,) = aep.dead_letters()
+    assert "in the future" in dead["reason"]
+    assert dead["key"] == {"transaction_id": far["transaction_id"]}
 
 
 def test_same_record_gets_the_same_id_on_every_run_and_duplicates_in_a_batch_collapse(aep: Aep) -> None:
@@ -203,7 +304,10 @@ def test_schema_is_fetched_once_from_the_registry(aep: Aep) -> None:
         *stream_messages("points_ledger", SAMPLES["points_ledger"]),
     ]
     aep.run([*messages, state_message({"x": 1})])
-    assert len(aep.requests("/data/foundation/schemaregistry/")) == 1
+    fetched = [e["path"] for e in aep.requests("/data/foundation/schemaregistry/tenant/schemas/")]
+    assert sorted(fetched) == sorted(set(fetched))  # each schema once, whatever checks and streams use it
+    assert any(quote(aep.config["event_schema_id"], safe="") in path or aep.config["event_schema_id"] in path
+               for path in fetched)  # fmt: skip
 
 
 def test_stream_without_mapping_fails_at_schema_time(aep: Aep) -> None:
@@ -213,7 +317,7 @@ def test_stream_without_mapping_fails_at_schema_time(aep: Aep) -> None:
     assert isinstance(run.error, MappingError)
     assert "stream 'orders' has no mapping" in str(run.error)
     assert "'mappings' setting" in str(run.error)
-    assert aep.requests("/collection/") == []
+    assert aep.requests("/collection/batch/") == []
 
 
 def test_inline_and_file_mappings_override_presets(aep: Aep, tmp_path) -> None:

@@ -81,7 +81,7 @@ _HELP = {
     "sync_validation_per_minute": "syncValidation=true request limit per inlet and minute",
     "sync_validation_supported": "false: syncValidation=true answers 501 (not a VA7 endpoint)",
     "max_request_bytes": "request body size limit of the DCS endpoints (413 beyond it)",
-    "validate": "XDM-validate accepted messages (false: count and store only, for benchmarks)",
+    "validate": "XDM-validate accepted messages (false: count and store only, for benchmarks; not syncValidation)",
     "store_messages": "keep accepted messages for inspection (false: count them only, for benchmarks)",
     "max_errors_per_message": "schema violations reported per message before validation stops",
     "database": "SQLite file storing received messages (:memory: keeps them in memory)",

@@ -126,8 +126,10 @@ class CollectionService:
             return UNKNOWN_FORMAT, "", None
         return None, dataset_id, entity
 
-    def _violations(self, dataset_id: str, entity: dict) -> list[dict[str, Any]]:
-        return self.schemas[dataset_id].violations(entity) if self.config.validate else []
+    def _violations(self, dataset_id: str, entity: dict, *, sync: bool = False) -> list[dict[str, Any]]:
+        """The entity's violations; ``validate=False`` skips the asynchronous validation only (a client that asks
+        for syncValidation gets it)."""
+        return self.schemas[dataset_id].violations(entity) if self.config.validate or sync else []
 
     # -- endpoints --------------------------------------------------------------------------------
 
@@ -152,7 +154,7 @@ class CollectionService:
         if envelope_error is not None:
             body = problem(400, f"{self._prefix(inlet_id)} {envelope_error}", "Invalid Message")
             return web.json_response(body, status=400)
-        violations = self._violations(dataset_id, entity)
+        violations = self._violations(dataset_id, entity, sync=sync)
         if sync and violations:
             # Sync validation drops the record and reports why (streaming-validation.md).
             body = problem(400, f"{self._prefix(inlet_id)} Message is invalid", "Invalid XDM Message Format")

@@ -1,4 +1,5 @@
-"""``platform.adobe.io`` APIs the target needs: Schema Registry schema lookup/list and ``/stats``.
+"""``platform.adobe.io`` APIs the target needs: Schema Registry schema lookup/list and ``/stats``, and Catalog's
+dataset lookup (``GET /data/foundation/catalog/dataSets/{id}``, EN ``help/catalog/api/look-up-object.md``).
 
 Every call passes the API gateway's checks first, with the gateway's documented error codes
 (EN ``help/landing/troubleshooting.md``): 403010 token missing, 401013 token not valid, 403000 API key
@@ -17,6 +18,9 @@ from emulators.adobe.ims import TokenIssuer, bearer_token
 from emulators.adobe.xdm import XED_FULL, Schema, without_text
 
 REGISTRY = "/data/foundation/schemaregistry"
+CATALOG = "/data/foundation/catalog"
+# How the datasets were created (EN help/catalog/api/create-dataset.md): xed-full schemaRef, Profile and Identity on.
+DATASET_TAGS = {"unifiedProfile": ["enabled:true"], "unifiedIdentity": ["enabled:true"]}
 # Lookup Accept forms the emulator serves (EN help/xdm/api/schemas.md lists more; see docs/adobe.md).
 LOOKUP_FORMS = {XED_FULL: False, "application/vnd.adobe.xed-full-notext+json": True}
 
@@ -35,6 +39,7 @@ class PlatformApi:
         self.config = config
         self.issuer = issuer
         self.schemas = {s.alt_id: s for s in schemas.values()}
+        self.datasets = schemas  # dataset id -> its schema
 
     def _gateway(self, request: web.Request) -> web.Response | None:
         token = bearer_token(request)
@@ -96,7 +101,27 @@ class PlatformApi:
             return error
         return web.json_response({"imsOrg": self.config.org_id, "tenantId": self.config.tenant_id})
 
+    async def dataset(self, request: web.Request) -> web.Response:
+        """``{id: {name, schemaRef, tags}}``; ``?properties=a,b`` returns only those (look-up-object.md)."""
+        error = self._gateway(request)
+        if error is not None:
+            return error
+        dataset_id = request.match_info["dataSetId"]
+        schema = self.datasets.get(dataset_id)
+        if schema is None:
+            return _registry_error(404, "Not Found", f"Dataset {dataset_id} not found")
+        details = {
+            "name": f"{schema.body['title']} dataset",
+            "schemaRef": {"id": schema.id, "contentType": "application/vnd.adobe.xed-full+json;version=1"},
+            "tags": DATASET_TAGS,
+        }
+        if "properties" in request.query:
+            wanted = request.query["properties"].split(",")
+            details = {key: value for key, value in details.items() if key in wanted}
+        return web.json_response({dataset_id: details})
+
     def add_routes(self, app: web.Application) -> None:
+        app.router.add_get(f"{CATALOG}/dataSets/{{dataSetId}}", self.dataset)
         app.router.add_get(f"{REGISTRY}/tenant/schemas", self.list_schemas)
         app.router.add_get(f"{REGISTRY}/tenant/schemas/{{schemaId:.+}}", self.lookup)
         app.router.add_get(f"{REGISTRY}/stats", self.stats)

@@ -1,10 +1,18 @@
 """The tenant's XDM schemas and the Streaming Validation Service's view of a message.
 
+A schema is composed as AEP composes it: the standard part (an XDM class and standard field groups, generated
+from adobe/xdm by ``scripts/xdm_schemas.py`` into ``schemas/standard/``) plus the tenant field group of
+``schemas/capillary-*.json``, served in the registry's xed-full form. Validation closes every object that lists
+its properties, as AEP's Streaming Validation Service does although the served schema does not say so
+("extraneous key [workEmail] is not permitted", EN ``help/ingestion/quality/streaming-validation.md``); maps
+(``meta:xdmType: map``) keep their value schema.
+
 Validation has two stages because the two libraries are good at different things: a compiled
 ``fastjsonschema`` validator decides valid/invalid at ~20x the speed of ``jsonschema`` (the common,
 valid case), and only for invalid messages ``jsonschema`` lists the violations, at most
-``max_errors`` of them, phrased like AEP's validator (everit-json-schema), e.g.
-"extraneous key [workEmail] is not permitted" (EN ``help/ingestion/quality/streaming-validation.md``).
+``max_errors`` of them, phrased like AEP's validator (everit-json-schema). Both check formats with
+``jsonschema``'s Draft 7 format checker, so they agree (``date`` and ``date-time`` are real dates, ``email``
+holds an ``@``: AEP documents no stricter rule).
 """
 
 from __future__ import annotations
@@ -20,12 +28,46 @@ import jsonschema
 
 XED_FULL = "application/vnd.adobe.xed-full+json"
 TENANT_PLACEHOLDER = "{TENANT_ID}"
+SCHEMAS = resources.files(__package__).joinpath("schemas")
+FORMAT_CHECKER = jsonschema.Draft7Validator.FORMAT_CHECKER
+
+
+def _read(path: Any) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _standard_parts() -> dict[str, dict[str, Any]]:
+    """The generated standard parts by the class they implement."""
+    parts = (_read(path) for path in SCHEMAS.joinpath("standard").iterdir() if path.name.endswith(".json"))
+    return {part["meta:class"]: part for part in parts}
 
 
 def load_schema(name: str, tenant_id: str) -> dict[str, Any]:
-    """A schema file of ``schemas/`` with the tenant id filled in."""
-    text = resources.files(__package__).joinpath("schemas", f"{name}.schema.json").read_text(encoding="utf-8")
-    return json.loads(text.replace(TENANT_PLACEHOLDER, tenant_id))
+    """The tenant schema ``schemas/<name>.json`` composed with its class's standard part, tenant id filled in."""
+    text = SCHEMAS.joinpath(f"{name}.json").read_text(encoding="utf-8")
+    tenant = json.loads(text.replace(TENANT_PLACEHOLDER, tenant_id))
+    standard = _standard_parts()[tenant["meta:class"]]
+    body = {key: value for key, value in tenant.items() if key != "properties"}
+    body["properties"] = dict(sorted({**standard["properties"], **tenant["properties"]}.items()))
+    if standard["required"]:
+        body["required"] = standard["required"]
+    body["meta:extends"] = [*standard["meta:extends"], *tenant["meta:extends"]]
+    return body
+
+
+def closed_for_validation(schema: Any) -> Any:
+    """``schema`` as the Streaming Validation Service applies it: objects listing properties reject other keys."""
+    if not isinstance(schema, dict):
+        return schema
+    # Extraneous keys first: jsonschema reports in keyword order, and AEP lists them first (streaming-validation.md).
+    result = {"additionalProperties": False, **schema} if "properties" in schema else dict(schema)
+    if isinstance(schema.get("properties"), dict):
+        result["properties"] = {name: closed_for_validation(sub) for name, sub in schema["properties"].items()}
+    for keyword in ("items", "additionalProperties"):
+        if isinstance(schema.get(keyword), dict):
+            result[keyword] = closed_for_validation(schema[keyword])
+    return result
 
 
 def without_text(schema: Any) -> Any:
@@ -107,8 +149,11 @@ class Schema:
     max_errors: int = 5
 
     def __post_init__(self) -> None:
-        self._fast = fastjsonschema.compile(self.body)
-        self._detail = jsonschema.Draft7Validator(self.body, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+        validated = closed_for_validation(self.body)
+        formats = {name: functools.partial(FORMAT_CHECKER.conforms, format=name) for name in FORMAT_CHECKER.checkers}
+        # use_default=False: a validator never writes into what it validates (fastjsonschema fills in defaults).
+        self._fast = fastjsonschema.compile(validated, formats=formats, use_default=False)
+        self._detail = jsonschema.Draft7Validator(validated, format_checker=FORMAT_CHECKER)
 
     @property
     def id(self) -> str:

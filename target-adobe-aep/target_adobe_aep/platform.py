@@ -1,0 +1,70 @@
+"""Calls to the platform API gateway (``platform.adobe.io``: Schema Registry, Catalog): its headers, a bearer token
+refreshed once when refused, and retries of 429/5xx and dropped connections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from target_adobe_aep.connection import CONNECTION_ERRORS, RetriableError, RetryPolicy, raise_if_retriable
+from target_adobe_aep.ims import TokenProvider
+
+REGISTRY = "/data/foundation/schemaregistry"
+CATALOG = "/data/foundation/catalog"
+# The gateway's error codes (EN help/landing/troubleshooting.md) and the setting each points at.
+GATEWAY_CODES = {
+    "400003": ("org_id", "the x-gw-ims-org-id header is missing"),
+    "403025": ("org_id", 'the client is not entitled to this org ("Profile is not valid")'),
+    "403027": ("org_id", 'the org or its region is unknown to the gateway ("User region is missing")'),
+    "403000": ("api_key", "the x-api-key header is missing"),
+    "403003": ("api_key", "the API key is invalid (api_key, default: client_id)"),
+}
+
+
+class PlatformClient:
+    """``GET`` requests to one platform URL with ``Authorization``, ``x-api-key``, ``x-gw-ims-org-id`` and
+    ``x-sandbox-name`` (EN help/landing/api-fundamentals.md)."""
+
+    def __init__(
+        self,
+        *,
+        session: requests.Session,
+        platform_url: str,
+        tokens: TokenProvider,
+        api_key: str,
+        org_id: str,
+        sandbox_name: str,
+        retry: RetryPolicy,
+        timeout: float,
+    ) -> None:
+        self._session = session
+        self._base = platform_url
+        self._tokens = tokens
+        self._headers = {"x-api-key": api_key, "x-gw-ims-org-id": org_id, "x-sandbox-name": sandbox_name}
+        self._retry = retry
+        self._timeout = timeout
+
+    def get(self, path: str, what: str, *, accept: str | None = None, params: dict[str, Any] | None = None,
+            ) -> requests.Response:  # fmt: skip
+        """The answer to ``GET {platform_url}{path}``; raises ``AuthError`` when the token is refused twice and
+        ``RetriableError`` when retries run out."""
+        url = self._base + path
+        headers = {**self._headers, **({"Accept": accept} if accept else {})}
+
+        def send(token: str) -> requests.Response:
+            try:
+                response = self._session.get(
+                    url, headers={**headers, "Authorization": f"Bearer {token}"}, params=params, timeout=self._timeout
+                )
+            except CONNECTION_ERRORS as exc:
+                raise RetriableError(f"{what} request failed: {type(exc).__name__}") from None
+            raise_if_retriable(response, what)
+            return response
+
+        return self._retry.call(lambda: self._tokens.authorized(send, what))
+
+
+def gateway_error(text: str) -> tuple[str, str] | None:
+    """``(setting, explanation)`` for a gateway error body naming a documented ``error_code``."""
+    return next((found for code, found in GATEWAY_CODES.items() if f'"{code}"' in text), None)
