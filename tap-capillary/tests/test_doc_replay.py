@@ -1,0 +1,500 @@
+"""The tap against Capillary's published sample responses, served unmodified (``tests/replay.py``).
+
+Expected records are derived by hand from the samples: naive v1.1 and ledger times are cluster-local
+(Asia/Kolkata here, UTC+05:30), v2 times carry their offset, rewards times are epoch milliseconds or UTC;
+v1.1 numbers and booleans come as strings, lists come wrapped, and ``{}``, ``""`` and ``null`` are empties.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulators.capillary.doc_samples import sample
+from tests.replay import ReplayServer, Reply
+from tests.support import Run, run_tap
+
+CUSTOMER = 98662653  # Tom Sawyer, the customer of the docs' customer/get (user_id) and customer/coupons samples
+NOW = datetime(2025, 9, 1, tzinfo=UTC)
+
+
+def listing_of_detail_sample(**extra: Any) -> bytes:
+    """``GET /v2/customers/{id}/transactions`` publishes no sample, only response tables: this listing holds the
+    bill of the v2 transaction-detail sample, with the keys the listing's tables document (no ``autoUpdateTime``)."""
+    detail = sample("v2_transaction.json")
+    bill = detail["billDetails"]
+    row = {
+        "id": detail["id"],
+        "customerId": detail["customerId"],
+        "billingTime": bill["billingTime"],
+        "billNumber": bill["billNumber"],
+        "type": detail["type"],
+        "notes": bill["note"],
+        "amount": bill["amount"],
+        "grossAmount": bill["grossAmount"],
+        "discount": bill["discount"],
+        "outlierStatus": detail["outlierStatus"],
+        "billingStore": bill["billingStore"],
+        "extendedFields": detail["extendedFields"],
+        **extra,
+    }
+    pagination = {"limit": 1000, "offset": 0, "sortBy": "BILLING_TIME", "sortOrder": "ASC", "total": 1}
+    return json.dumps({"pagination": pagination, "data": [row], "warnings": [], "errors": []}).encode()
+
+
+def doc_routes(**overrides: Reply | list[Reply]) -> dict[str, Reply | list[Reply]]:
+    """Each endpoint the tap calls, answered with its published sample (``overrides`` first)."""
+    return {
+        **overrides,
+        "POST /v3/oauth/token/generate": Reply("v3_oauth_token_generate.json"),
+        "POST /v2/search/entity": Reply("v2_search_entity__customer.json"),
+        "GET /v1.1/customer/get?slab_history=true": Reply("v11_customer_get__slab_history.json"),
+        "GET /v1.1/customer/get": Reply("v11_customer_get__user_id.json"),
+        "GET /v1.1/customer/coupons": Reply("v11_customer_coupons.json"),
+        "GET /v1.1/customer/redemptions": Reply("v11_customer_redemptions.json"),
+        "GET /v2/customers/*/transactions": Reply(body=listing_of_detail_sample()),
+        "GET /v2/transactions/*": Reply("v2_transaction.json"),
+        "GET /v2/pointsLedger/getCustomerLedgerInfo": Reply("v2_points_ledger.json"),
+        "GET /api_gateway/rewards/core/v1/management/customer/*/issuals": Reply("rewards_issuals.json"),
+        "GET /v1.1/organization/entities": Reply("v11_organization_entities.json"),
+    }
+
+
+def replay_config(server: ReplayServer, tmp_path: Path, ids: tuple[int, ...] | None = (CUSTOMER,)) -> dict[str, Any]:
+    config = {
+        "base_url": server.base_url,
+        "client_key": "doc-key",
+        "client_secret": "doc-secret",
+        "start_date": "2010-01-01T00:00:00Z",
+        "cluster_timezone": "Asia/Kolkata",
+        "lookback_minutes": 0,
+        "max_workers": 2,
+    }
+    if ids is not None:
+        path = tmp_path / "customers.csv"
+        path.write_text("id\n" + "".join(f"{i}\n" for i in ids))
+        config["customer_identifiers_path"] = str(path)
+    return config
+
+
+def replay(tmp_path: Path, state: dict | None = None, **overrides: Reply | list[Reply]) -> tuple[Run, ReplayServer]:
+    with ReplayServer(doc_routes(**overrides)) as server:
+        return run_tap(replay_config(server, tmp_path), state, now=NOW), server
+
+
+def distinct(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records in first-seen order without repeats (a replayed page repeats its sample)."""
+    seen, out = set(), []
+    for record in records:
+        key = json.dumps(record, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(record)
+    return out
+
+
+# -- expectations, by hand from the samples ------------------------------------------------------------------
+
+EXPECTED_CUSTOMER = {
+    "customer_id": 98662653,  # "user_id": "98662653" (sent because the tap asks user_id=true)
+    "mobile": "9988776655",
+    "email": "tom.sawyer@gmail.com",
+    "external_id": None,
+    "card_numbers": [],
+    "identifiers": [],
+    "first_name": "Tom",
+    "last_name": "Sawyer",
+    "gender": "Male",  # "gender": null; the extended field gender is "Male"
+    "source": "instore",
+    "loyalty_type": "LOYALTY",
+    "fraud_status": "NOT_FRAUD",
+    "registered_at": "2019-04-14T06:02:30+00:00",  # "2019-04-14 11:32:30" IST
+    "registered_by": "FG",
+    "registered_store_code": "changi",
+    "registered_store_name": "FG",
+    "registered_till_code": "changi.str.till_3",
+    "updated_at": "2023-09-11T02:58:08+00:00",  # "2023-09-11 08:28:08" IST
+    "loyalty_points": 12869,
+    "lifetime_points": 26447.104,
+    "lifetime_purchases": 183159,
+    "redeemed_points": None,  # "points_summaries": {"points_summary": []}
+    "expired_points": None,
+    "current_slab": "Platinum",
+    "program_id": None,
+    "program_name": None,
+    "points_summaries": [],
+    "custom_fields": {
+        "gender": "M",
+        "age_group": None,
+        "dateofbirth": None,
+        "anniversary": None,
+        "tnc": "yes",
+        "kid_name": None,
+        "kid_birthday": None,
+    },
+    "extended_fields": {
+        "newsletter_sms": "Optin",
+        "newsletter_email": "Optin",
+        "gender": "Male",
+        "city": "Bangalore",
+        "state": "Karnataka",
+        "newsletter_mobile_push": "Optin",
+    },
+}
+
+DOWNGRADE_NOTES = "points_engine_tier_downgrade visits: {} purchase: {}"
+# (to, from, type, changed_on IST -> UTC, notes, store code, store name); program "469" everywhere.
+EXPECTED_TIER_CHANGES = [
+    ("Rhodium", "Rhodium", "RENEW", "2023-12-31T21:00:03+00:00", DOWNGRADE_NOTES.format(9, "422976.0"),
+     "teststore", "test"),
+    ("Rhodium", "Base", "UPGRADE", "2023-06-28T12:21:43+00:00",
+     "Upgrading to Slab : Slab[6]: Name [Platinum] Description [Platinum] , Criteria: Secondary", None, None),
+    ("Base", "Bronze", "DOWNGRADE", "2022-07-31T21:00:01+00:00", DOWNGRADE_NOTES.format(3, "16131.000"), None, None),
+    ("Bronze", "Bronze", "RENEW", "2022-06-30T21:00:03+00:00", DOWNGRADE_NOTES.format(3, "16131.0"), None, None),
+    ("Bronze", "Bronze", "RENEW", "2022-05-31T21:00:01+00:00", DOWNGRADE_NOTES.format(3, "16131.0"), None, None),
+    ("Bronze", "Bronze", "RENEW", "2022-04-30T21:00:03+00:00", DOWNGRADE_NOTES.format(5, "16831.0"), None, None),
+    ("Bronze", "Base", "UPGRADE", "2021-04-14T07:58:30+00:00",
+     "Upgrading to Slab : Slab[2]: Name [Gold] Description [Gold] , Criteria: Primary", None, None),
+    ("Base", "Silver", "DOWNGRADE", "2021-03-31T21:00:44+00:00", DOWNGRADE_NOTES.format(9, "29199.000"), None, None),
+    ("Silver", "Silver", "RENEW", "2021-02-28T21:02:13+00:00", DOWNGRADE_NOTES.format(11, "52782.0"), None, None),
+    ("Silver", "Silver", "RENEW", "2021-01-31T21:00:59+00:00", DOWNGRADE_NOTES.format(11, "52782.0"),
+     "webstore", "Hamilton"),
+    ("Silver", "Silver", "RENEW", "2020-12-31T21:02:16+00:00", DOWNGRADE_NOTES.format(14, "58921.0"),
+     "webstore", "Hamilton"),
+    ("Silver", "Silver", "RENEW", "2020-11-30T21:02:06+00:00", DOWNGRADE_NOTES.format(11, "57020.0"),
+     "webstore", "Hamilton"),
+    ("Silver", "Silver", "RENEW", "2020-10-31T21:00:20+00:00", DOWNGRADE_NOTES.format(10, "53020.0"), "changi", "FG"),
+    ("Silver", "Bronze", "UPGRADE", "2020-04-02T09:02:53+00:00",
+     "Upgrading to Slab : Slab[3]: Name [Albatross Elite] Description [Albatross Elite] ",
+     "international_business_park", "International Business Park"),
+    ("Bronze", "Base", "UPGRADE", "2019-12-09T02:42:19+00:00",
+     "Upgrading to Slab : Slab[2]: Name [Eagle Premium] Description [Eagle Premium] ", "webstore", "Hamilton"),
+]  # fmt: skip
+
+# Two of the 26 coupons in full: one redeemed (issued at a store), one with custom properties and no store.
+EXPECTED_COUPONS = {
+    370179951: {
+        "coupon_id": 370179951,
+        "customer_id": 98662653,  # the customer item's "id": "98662653"
+        "code": "PT4I43YN",
+        "series_id": 12313,
+        "series_name": "10 units",
+        "issued_at": "2021-05-17T19:06:03+00:00",  # "2021-05-17T19:06:03.000Z"
+        "valid_till": "2119-07-10T18:29:59+00:00",  # "2119-07-10 23:59:59" IST
+        "issued_store_code": "international_business_park",
+        "issued_store_name": "International Business Park",
+        "transaction_number": None,
+        "purpose": None,  # ""
+        "redemption_count": 1,
+        "last_redeemed_at": "2021-05-17T19:07:54+00:00",
+        "redemptions": [
+            {
+                "redemption_id": 4359526,
+                "redeemed_at": "2021-05-17T19:07:54+00:00",
+                "transaction_number": "ZDCsddfg",
+                "store_code": "international_business_park",
+                "store_name": "International Business Park",
+            }
+        ],
+        "custom_properties": {},  # {"custom_property": []}
+        "updated_at": "2021-05-17T19:07:54+00:00",  # the later of issue and last redemption
+    },
+    1207251260: {
+        "coupon_id": 1207251260,
+        "customer_id": 98662653,
+        "code": "3577101158",
+        "series_id": 520410,
+        "series_name": "$20 Reward for Fleet Farm Credit Card Signup",
+        "issued_at": "2024-05-02T12:07:38+00:00",
+        "valid_till": "2024-06-01T18:29:59+00:00",
+        "issued_store_code": None,  # no "issued_at"
+        "issued_store_name": None,
+        "transaction_number": None,
+        "purpose": None,
+        "redemption_count": 0,
+        "last_redeemed_at": None,
+        "redemptions": [],  # "redemptions": {}
+        "custom_properties": {
+            "standard_image_1": None,
+            "milestone": None,
+            "trackerid": None,
+            "standard_image_2": None,
+            "standard_description": "$20 Reward for Fleet Farm Credit Card Signup",
+            "standard_image_3": None,
+            "uks": None,
+            "standard_terms_and_conditions": "t&c",
+        },
+        "updated_at": "2024-05-02T12:07:38+00:00",
+    },
+}
+COUPON_IDS = {
+    162721625, 163267982, 163527438, 163527441, 163527444, 163527446, 163527447, 163527448, 163527449, 243522343,
+    243522398, 243522491, 252563269, 270322657, 370179948, 370179949, 370179950, 370179951, 454473807, 475506448,
+    475850391, 483783581, 483792674, 1117721175, 1130991112, 1207251260,
+}  # fmt: skip
+
+
+def points_redemption(row: int, ref: str, time_utc: str, till: str, **changes: Any) -> dict[str, Any]:
+    """A row of the customer/redemptions sample: one point of program 973, redeemed at store doc123."""
+    transfer = {"point_transferred_to": "9988221101"}
+    return {
+        "redemption_type": "POINTS",
+        "redemption_ref": ref,
+        "redeemed_at": time_utc,
+        "customer_id": 98662653,  # the customer asked for (the response names it by mobile/email only)
+        "program_id": 973,
+        "points_redeemed": 1,
+        "coupon_id": None,
+        "coupon_code": None,
+        "coupon_series_id": None,
+        "transaction_number": "bilnum100000",
+        "bill_id": None,  # "-1"
+        "store_code": "doc123",
+        "store_name": "DocStore",
+        "till_code": till,
+        "till_name": {"naman_doc": "naman"}.get(till, till),
+        "purpose": None,
+        "notes": "Redeemed to transfer points to the friend",
+        "external_reference_number": None,
+        "custom_fields": transfer,
+        **changes,
+    }
+
+
+EXPECTED_REDEMPTIONS = [
+    points_redemption(1, "cLrg1k", "2025-07-25T06:49:54+00:00", "divya_doc"),
+    points_redemption(2, "EPGufA", "2025-07-25T06:48:43+00:00", "divya_doc"),
+    points_redemption(3, "3i2Vjv", "2025-06-26T06:46:03+00:00", "naman_doc"),
+    points_redemption(4, "czJqLu", "2025-06-23T06:52:32+00:00", "sant.p_123"),
+    points_redemption(5, "NZVAt9", "2025-06-12T04:10:56+00:00", "sant.p_123", transaction_number="billnumber333",
+                      bill_id=1234567891234567, purpose="testing123", custom_fields={}),
+    points_redemption(6, "meXt7G", "2025-06-12T04:04:00+00:00", "sant.p_123", transaction_number="billnumber333",
+                      bill_id=12345678901, purpose="testing123", custom_fields={}),
+    points_redemption(7, "1MC89B", "2025-05-20T17:31:53+00:00", "sant.p_123", transaction_number=None,
+                      custom_fields={}),
+    points_redemption(8, "Ex8hCb", "2025-05-20T17:31:33+00:00", "sant.p_123"),
+    points_redemption(9, "diLpuX", "2025-05-20T17:30:57+00:00", "sant.p_123"),
+    points_redemption(10, "blQjRR", "2025-05-20T16:18:58+00:00", "sant.p_123"),
+]  # fmt: skip
+
+
+def transaction(**changes: Any) -> dict[str, Any]:
+    """The bill of the v2 transaction-detail sample."""
+    return {
+        "transaction_id": 2147866485,
+        "customer_id": 98662653,  # the customer asked for (the sample's bill names 316726161)
+        "bill_number": "num-6682855857799",
+        "type": "REGULAR",
+        "return_type": None,
+        "billed_at": "2021-09-09T06:19:14+00:00",  # "2021-09-09T11:49:14+05:30"
+        "updated_at": "2021-09-09T06:19:17+00:00",  # the detail's "autoUpdateTime": "2021-09-09T11:49:17+05:30"
+        "amount": 200.0,
+        "gross_amount": 110.0,
+        "discount": 10.0,
+        "basket_size": 10.0,
+        "currency_code": None,  # no v2 bill sample shows a currency
+        "note": "this is test",
+        "outlier_status": "NORMAL",
+        "store_code": "storecode",
+        "store_name": "webstore1",
+        "till_code": "mobilepush.1",  # attribution.createdBy, a TILL
+        "till_name": "mobilepush.1",
+        "points_issued": None,  # no billPoints
+        "points_redeemed": None,
+        "points_returned": None,
+        "line_items": [
+            {
+                "line_item_id": 2153881142,
+                "serial": 0,
+                "item_code": "sku_486741_2",
+                "description": None,  # ""
+                "qty": 1.0,
+                "rate": 100.5,
+                "value": 0.0,
+                "discount": 0.0,
+                "amount": 100.5,
+                "outlier_status": "NORMAL",
+                "returnable": True,
+                "attributes": {},
+                "extended_fields": {"paymentmode": "cash"},
+            },
+            {
+                "line_item_id": 2153881151,
+                "serial": 0,
+                "item_code": "sku_486741_10",
+                "description": None,
+                "qty": 1.0,
+                "rate": 100.5,
+                "value": 0.0,
+                "discount": 0.0,
+                "amount": 100.5,
+                "outlier_status": "NORMAL",
+                "returnable": True,
+                "attributes": {"POINTS_ELIGIBILITY": "Yes", "pathy_name": None, "product_form": None},
+                "extended_fields": {},
+            },
+        ],
+        "payment_modes": [{"mode": "UPI", "amount": 1000.0}],  # the detail's paymentModes (tenders=true)
+        "custom_fields": {"gender": "male"},
+        "extended_fields": {"boarding_status": "Boarded", "product_class": "EP"},
+        **changes,
+    }
+
+
+def ledger_entry(event_log_id: int, created_at: str, points: float, **changes: Any) -> dict[str, Any]:
+    """An entry of the first points-ledger sample (a goodwill credit of program 469, store teststore)."""
+    return {
+        "event_log_id": event_log_id,
+        "entry_index": 0,
+        "customer_id": 98662653,  # the customer asked for, not the sample's "customerId": -2860
+        "event_name": "AllocateGoodwillPoints",
+        "event_display_name": None,
+        "created_at": created_at,
+        "event_at": None,  # "eventDetails": {"reason": "POINTS_ISSUE"}
+        "ledger_entry_type": "CREDIT",
+        "points": points,  # "350.000"
+        "alternate_currency": None,
+        "alternate_currency_amount": None,
+        "points_category": "Main",
+        "program_id": 469,
+        "program_name": "Default Program",
+        "source_program_id": None,  # not in this sample
+        "source_program_name": None,
+        "net_points_on_event": points,
+        "net_alternate_currencies_on_event": None,
+        "transaction_id": None,  # "transactionDetails": {}
+        "transaction_number": None,
+        "store_code": "teststore",
+        "till_code": "neestoretillssnee23",
+        "promotion_id": None,
+        "promotion_name": None,
+        **changes,
+    }
+
+
+EXPECTED_LEDGER = [
+    ledger_entry(508308379, "2023-06-21T08:04:16+00:00", 350.0),  # "2023-06-21 13:34:16.0" IST
+    ledger_entry(508308319, "2023-06-21T08:02:44+00:00", 100.0),
+]
+
+
+def reward(transaction_id: int, ref: str, at: str, reward_id: int, name: str, description: str, rank: int | None,
+           message: str, points_ref: str) -> dict[str, Any]:  # fmt: skip
+    return {
+        "reward_transaction_id": transaction_id,
+        "customer_id": 98662653,
+        "reward_issue_ref_id": ref,
+        "transaction_at": at,  # rewardTransactionDate, epoch ms
+        "event_at": at,  # eventDateTime, UTC
+        "issued_at": at,
+        "success": True,
+        "status_code": 200,
+        "status_message": message,
+        "reward_id": reward_id,
+        "reward_name": name,
+        "reward_description": description,
+        "reward_language_code": "en",
+        "reward_enabled": True,
+        "reward_rank": rank,
+        "owner_type": None,
+        "owner_id": None,  # ""
+        "points_redemption_ref_ids": [points_ref],
+        "fulfillment_status": None,
+        "redemption_type": None,
+    }
+
+
+HANDBAGS, MOCHA, FLAT100 = "150 off on handbags and wallets", "Buy One Iced Mocha Get one free", "Flat Rs.100 off"
+FLAT100_TEXT = "Get Rs.100 off when you buy items worth Rs.2000 and more"
+EXPECTED_REWARDS = [
+    reward(106046, "TX6910268", "2023-11-13T19:30:48+00:00", 13, HANDBAGS, HANDBAGS, 2,
+           "Reward issued successfully", "62TXWX"),
+    reward(104616, "TX8347787", "2023-11-08T10:09:37+00:00", 13, HANDBAGS, HANDBAGS, 2,
+           "Reward issued successfully", "VE0Bdc"),
+    reward(104603, "TX1348483", "2023-11-08T09:58:08+00:00", 82520, MOCHA, MOCHA, None,
+           "Promotion issued successfully", "wB75ca"),
+    reward(104602, "TX1653611", "2023-11-08T09:57:02+00:00", 69702, FLAT100, FLAT100_TEXT, None,
+           "Promotion issued successfully", "25TXlN"),
+    reward(104601, "TX5106292", "2023-11-08T09:57:01+00:00", 69702, FLAT100, FLAT100_TEXT, None,
+           "Promotion issued successfully", "fLZzLu"),
+]  # fmt: skip
+
+EXPECTED_STORE = {
+    "store_id": 50156992,
+    "code": "new_till",
+    "name": "new_till",
+    "description": "Testing description",
+    "type": "TILL",  # the docs' only sample of organization/entities is a till
+    "is_active": True,  # "1"
+    "external_id": None,
+    "external_id_1": None,
+    "external_id_2": None,
+    "timezone": "Asia/Kolkata",
+    "currency_code": "INR",
+    "language_locale": "IN",
+    "country_code": "IN",
+    "updated_at": "2024-06-04T03:33:20+00:00",  # "2024-06-04 09:03:20" IST
+    "updated_by": 50154735,
+    "custom_fields": {"cf_1": "15"},
+}
+
+
+def assert_records(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    """Field by field, so a failure names the field."""
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected, strict=True):
+        assert set(got) == set(want)
+        for name, value in want.items():
+            assert got[name] == value, (name, got[name], value)
+            assert type(got[name]) is type(value), (name, got[name], value)
+
+
+# -- the full sync -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_sync(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, ReplayServer]:
+    return replay(tmp_path_factory.mktemp("replay"))
+
+
+def test_full_sync_of_the_doc_samples_emits_every_documented_record(full_sync: tuple[Run, ReplayServer]) -> None:
+    run, _ = full_sync
+    assert_records(run.records["customers"], [EXPECTED_CUSTOMER])
+    tiers = [
+        {"customer_id": CUSTOMER, "program_id": 469, "changed_at": at, "to_tier": to, "from_tier": frm,
+         "change_type": kind, "notes": notes, "store_code": code, "store_name": name}
+        for to, frm, kind, at, notes, code, name in EXPECTED_TIER_CHANGES
+    ]  # fmt: skip
+    assert_records(run.records["tier_history"], tiers)
+    coupons = {r["coupon_id"]: r for r in run.records["coupons"]}
+    assert len(run.records["coupons"]) == len(coupons) == len(COUPON_IDS)
+    assert set(coupons) == COUPON_IDS
+    for coupon_id, expected in EXPECTED_COUPONS.items():
+        assert_records([coupons[coupon_id]], [expected])
+    assert_records(distinct(run.records["redemptions"]), EXPECTED_REDEMPTIONS)
+    assert_records(run.records["transactions"], [transaction()])
+    assert_records(run.records["points_ledger"], EXPECTED_LEDGER)
+    assert_records(run.records["reward_issuals"], EXPECTED_REWARDS)
+    assert_records(run.records["stores"], [EXPECTED_STORE])
+    assert run.tap.item_errors.counts == Counter()
+    assert set(run.state["bookmarks"]) == {t.name for t in run.tap.streams.values()}
+    assert all("pass_since" not in b for b in run.state["bookmarks"].values()), "every pass completed"
+
+
+def test_full_sync_sends_what_the_docs_require(full_sync: tuple[Run, ReplayServer]) -> None:
+    _, server = full_sync
+    gets = server.requests("/v1.1/customer/get")
+    assert {r.query.get("user_id") for r in gets} == {"true"}, "user_id=true: the docs return the id only then"
+    assert [r.query.get("mlp") for r in gets if r.query.get("slab_history") == "true"] == ["true"], (
+        "slab_history has the prerequisite mlp=true"
+    )
+    redemptions = server.requests("/v1.1/customer/redemptions")
+    assert {r.query.get("mlp") for r in redemptions} == {"true"}, "redemptions of every program, not the till's"
+    # points_count 12 and 10 rows returned: rows 11 and 12 are asked for.
+    assert [r.query["points_start_id"] for r in redemptions] == ["1", "11"]
+    assert server.requests("/v2/transactions/*")[0].query == {"type": "REGULAR", "tenders": "true"}
