@@ -8,6 +8,7 @@ v1.1 numbers and booleans come as strings, lists come wrapped, and ``{}``, ``""`
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from emulators.capillary.doc_samples import sample
 from tests.replay import ReplayServer, Reply
-from tests.support import Run, run_tap
+from tests.support import Run, run_tap, run_tap_to_the_end
 
 CUSTOMER = 98662653  # Tom Sawyer, the customer of the docs' customer/get (user_id) and customer/coupons samples
 NOW = datetime(2025, 9, 1, tzinfo=UTC)
@@ -48,9 +49,8 @@ def listing_of_detail_sample(**extra: Any) -> bytes:
 
 
 def doc_routes(**overrides: Reply | list[Reply]) -> dict[str, Reply | list[Reply]]:
-    """Each endpoint the tap calls, answered with its published sample (``overrides`` first)."""
-    return {
-        **overrides,
+    """Each endpoint the tap calls, answered with its published sample (or by ``overrides`` of these routes)."""
+    routes: dict[str, Reply | list[Reply]] = {
         "POST /v3/oauth/token/generate": Reply("v3_oauth_token_generate.json"),
         "POST /v2/search/entity": Reply("v2_search_entity__customer.json"),
         "GET /v1.1/customer/get?slab_history=true": Reply("v11_customer_get__slab_history.json"),
@@ -63,6 +63,8 @@ def doc_routes(**overrides: Reply | list[Reply]) -> dict[str, Reply | list[Reply
         "GET /api_gateway/rewards/core/v1/management/customer/*/issuals": Reply("rewards_issuals.json"),
         "GET /v1.1/organization/entities": Reply("v11_organization_entities.json"),
     }
+    assert set(overrides) <= set(routes), "overrides replace routes in place (the first matching route answers)"
+    return {**routes, **overrides}
 
 
 def replay_config(server: ReplayServer, tmp_path: Path, ids: tuple[int, ...] | None = (CUSTOMER,)) -> dict[str, Any]:
@@ -498,3 +500,98 @@ def test_full_sync_sends_what_the_docs_require(full_sync: tuple[Run, ReplayServe
     # points_count 12 and 10 rows returned: rows 11 and 12 are asked for.
     assert [r.query["points_start_id"] for r in redemptions] == ["1", "11"]
     assert server.requests("/v2/transactions/*")[0].query == {"type": "REGULAR", "tenders": "true"}
+
+
+# -- every documented error envelope, in HTTP 200 and with an error status --------------------------------------
+
+LEDGER_ROUTE = "GET /v2/pointsLedger/getCustomerLedgerInfo"
+TRANSACTIONS_ROUTE = "GET /v2/customers/*/transactions"
+REWARDS_ROUTE = "GET /api_gateway/rewards/core/v1/management/customer/*/issuals"
+CUSTOMERS_ROUTE = "GET /v1.1/customer/get"
+ENTITIES_ROUTE = "GET /v1.1/organization/entities"
+COUPONS_ROUTE = "GET /v1.1/customer/coupons"
+TOKEN_ROUTE = "POST /v3/oauth/token/generate"
+
+RECOVERS = "recovers"
+# (envelope, HTTP statuses, route answered with it once, what the run does: RECOVERS, a named item error
+# ("item error", stream, code), or ("fatal", regex of the message naming the endpoint and the code)).
+ENVELOPES = [
+    ("v11_envelope__invalid_token.txt", (200, 401), CUSTOMERS_ROUTE, RECOVERS),
+    ("v11_envelope__token_expired.txt", (200, 401, 498), ENTITIES_ROUTE, RECOVERS),
+    ("v11_envelope__no_access.json", (200, 403), ENTITIES_ROUTE,
+     ("fatal", r"No access: HTTP \d+ from GET /v1.1/organization/entities \(code 403: Client doesn't have access"
+               r".*Organization resource")),
+    ("access_error__4000.txt", (200, 403), LEDGER_ROUTE,
+     ("fatal", r"No access: HTTP \d+ from GET /v2/pointsLedger/getCustomerLedgerInfo \(code 4000: Not authorized"
+               r".*Points resource")),
+    ("access_error__4001.txt", (200, 503), REWARDS_ROUTE, RECOVERS),
+    ("v2_error__customer_not_found.json", (200, 404), LEDGER_ROUTE, ("item error", "points_ledger", "8015")),
+    ("v2_error__customer_not_found.json", (200, 404), TRANSACTIONS_ROUTE, ("item error", "transactions", "8015")),
+    ("v2_error__customer_not_found_errors_only.json", (200, 404), REWARDS_ROUTE,
+     ("item error", "reward_issuals", "8015")),
+    ("v11_customer_get__all_failed_500.json", (200, 500), CUSTOMERS_ROUTE,
+     ("fatal", r"HTTP \d+ from GET /v1.1/customer/get \(code 400: Input is invalid")),
+    ("rewards_error__400.json", (200, 400), REWARDS_ROUTE,
+     ("fatal", r"HTTP \d+ from GET /api_gateway/rewards/.*/issuals \(code 400: size should be")),
+    ("v11_customer_coupons__400.json", (400,), COUPONS_ROUTE,
+     ("fatal", r"HTTP 400 from GET /v1.1/customer/coupons \(Bad Request\)")),
+    ("v11_customer_coupons__400.json", (200,), COUPONS_ROUTE,
+     ("fatal", r"Unexpected response from GET /v1.1/customer/coupons \(HTTP 200\): no response")),
+    ("v3_oauth_token_generate__invalid_key.json", (200, 401), TOKEN_ROUTE,
+     ("fatal", r"refused to generate an OAuth token \(HTTP \d+ from /v3/oauth/token/generate: code 320001")),
+]  # fmt: skip
+CASES = [
+    pytest.param(envelope, status, route, outcome, id=f"{envelope.split('.')[0]}-{status}-{route.split('/')[-1]}")
+    for envelope, statuses, route, outcome in ENVELOPES
+    for status in statuses
+]
+
+
+def stream_of(route: str) -> str:
+    streams = {LEDGER_ROUTE: "points_ledger", TRANSACTIONS_ROUTE: "transactions", REWARDS_ROUTE: "reward_issuals",
+               CUSTOMERS_ROUTE: "customers", ENTITIES_ROUTE: "stores", COUPONS_ROUTE: "coupons"}  # fmt: skip
+    return streams.get(route, "")
+
+
+@pytest.mark.parametrize(("envelope", "status", "route", "outcome"), CASES)
+def test_each_documented_error_envelope(
+    full_sync: tuple[Run, ReplayServer], tmp_path: Path, envelope: str, status: int, route: str, outcome: Any
+) -> None:
+    """The run recovers and emits everything, or counts a named item error, or stops naming the endpoint and the
+    code, and never writes a STATE past what it did not read."""
+    baseline, _ = full_sync
+    normal = doc_routes()[route]
+    with ReplayServer(doc_routes(**{route: [Reply(envelope, status), normal]})) as server:
+        run, error = run_tap_to_the_end(replay_config(server, tmp_path), now=NOW)
+    if outcome == RECOVERS:
+        assert error is None
+        for stream, records in baseline.records.items():
+            assert distinct(run.records[stream]) == distinct(records), stream
+        assert run.tap.item_errors.counts == Counter()
+        if "token" in envelope:
+            assert len(server.requests("/v3/oauth/token/generate")) == 2, "a new token was generated"
+    elif outcome[0] == "item error":
+        _, stream, code = outcome
+        assert error is None
+        assert run.tap.item_errors.counts == Counter({(stream, code): 1})
+        assert run.records[stream] == [], "the one customer's records could not be read"
+        assert "pass_since" not in run.state["bookmarks"][stream], "the window ended in a counted item error"
+    else:
+        assert error is not None
+        assert re.search(outcome[1], str(error)), str(error)
+        failed = stream_of(route)
+        assert all(failed not in state.get("bookmarks", {}) for state in run.states), "no STATE for unread data"
+        assert "doc-secret" not in str(error)
+
+
+def test_http_498_renews_the_token(tmp_path: Path) -> None:
+    """An expired token (HTTP 498) is renewed and the request sent again, on any endpoint."""
+    expired = Reply("v11_envelope__token_expired.txt", 498)
+    routes = {LEDGER_ROUTE: [expired, Reply("v2_points_ledger.json")]}
+    run, server = replay(tmp_path, **routes)
+    assert_records(run.records["points_ledger"], EXPECTED_LEDGER)
+    assert len(server.requests("/v3/oauth/token/generate")) == 2
+    first, second = server.requests("/v2/pointsLedger/*")[:2]
+    assert first.headers["X-CAP-API-OAUTH-TOKEN"] == second.headers["X-CAP-API-OAUTH-TOKEN"], (
+        "the docs' sample token is the same every time; what counts is that a new one was asked for"
+    )

@@ -21,6 +21,11 @@ def sample(name: str) -> Any:
     return json.loads(sample_bytes(name))
 
 
+def table_keys(name: str) -> list[str]:
+    """Key paths (``a.b[].c``) a ``*.keys.json`` file transcribes from an endpoint's response tables."""
+    return json.loads(sample_bytes(name))["keys"]
+
+
 def sample_names() -> list[str]:
     """Every sample (not the ``*.keys.json`` key lists transcribed from response tables)."""
     names = (f.name for f in _FILES.iterdir())
