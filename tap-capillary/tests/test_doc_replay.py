@@ -76,6 +76,8 @@ def replay_config(server: ReplayServer, tmp_path: Path, ids: tuple[int, ...] | N
         "cluster_timezone": "Asia/Kolkata",
         "lookback_minutes": 0,
         "max_workers": 2,
+        "requests_per_minute": 100_000,
+        "backfill_window_days": 10_000,  # one discovery window: the search sample answers every window the same
     }
     if ids is not None:
         path = tmp_path / "customers.csv"
@@ -84,9 +86,11 @@ def replay_config(server: ReplayServer, tmp_path: Path, ids: tuple[int, ...] | N
     return config
 
 
-def replay(tmp_path: Path, state: dict | None = None, **overrides: Reply | list[Reply]) -> tuple[Run, ReplayServer]:
+def replay(
+    tmp_path: Path, state: dict | None = None, settings: dict | None = None, **overrides: Reply | list[Reply]
+) -> tuple[Run, ReplayServer]:
     with ReplayServer(doc_routes(**overrides)) as server:
-        return run_tap(replay_config(server, tmp_path), state, now=NOW), server
+        return run_tap({**replay_config(server, tmp_path), **(settings or {})}, state, now=NOW), server
 
 
 def distinct(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -348,7 +352,7 @@ def transaction(**changes: Any) -> dict[str, Any]:
     }
 
 
-def ledger_entry(event_log_id: int, created_at: str, points: float, **changes: Any) -> dict[str, Any]:
+def ledger_entry(event_log_id: int, created_at: str, points: float | None, **changes: Any) -> dict[str, Any]:
     """An entry of the first points-ledger sample (a goodwill credit of program 469, store teststore)."""
     return {
         "event_log_id": event_log_id,
@@ -585,13 +589,132 @@ def test_each_documented_error_envelope(
 
 
 def test_http_498_renews_the_token(tmp_path: Path) -> None:
-    """An expired token (HTTP 498) is renewed and the request sent again, on any endpoint."""
-    expired = Reply("v11_envelope__token_expired.txt", 498)
-    routes = {LEDGER_ROUTE: [expired, Reply("v2_points_ledger.json")]}
+    """An expired token as the HTTP status alone (498, no body) is renewed and the request sent again."""
+    routes = {LEDGER_ROUTE: [Reply(body=b"", status=498), Reply("v2_points_ledger.json")]}
     run, server = replay(tmp_path, **routes)
     assert_records(run.records["points_ledger"], EXPECTED_LEDGER)
-    assert len(server.requests("/v3/oauth/token/generate")) == 2
-    first, second = server.requests("/v2/pointsLedger/*")[:2]
-    assert first.headers["X-CAP-API-OAUTH-TOKEN"] == second.headers["X-CAP-API-OAUTH-TOKEN"], (
-        "the docs' sample token is the same every time; what counts is that a new one was asked for"
-    )
+    assert len(server.requests("/v3/oauth/token/generate")) == 2, "a new token was generated"
+
+
+# -- discovery, warnings, alternate currencies and bills, from the samples --------------------------------------
+
+
+def test_entity_search_discovery_and_its_warnings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The search sample's six customers are read; its nine warnings are counted and logged; the docs' table and
+    curl examples disagree on the total parameter, so both are sent, with the required enrichmentFields."""
+    with ReplayServer(doc_routes()) as server, caplog.at_level("WARNING"):
+        run = run_tap(replay_config(server, tmp_path, ids=None), now=NOW)
+    search = server.requests("/v2/search/entity")
+    assert len(search) == 1, "six rows of the ten asked for: a short page ends the listing"
+    assert search[0].query == {"totalRequired": "true", "requiredTotal": "true"}
+    assert search[0].body["enrichmentFields"] == {"enrichedFields": [], "customFields": [], "extendedFields": []}
+    asked = {r.query["id"] for r in server.requests("/v1.1/customer/get")}
+    assert asked == {"565040882,565041081,565041087,565070880,565070883,565070886"}
+    assert run.tap.warnings.for_stream("customer_search") == {"91310": 6, "91313": 3}
+    logged = [r.getMessage() for r in caplog.records if "Capillary warning" in r.getMessage()]
+    assert any("code 91310: Custom field not present" in m for m in logged)
+    assert any("code 91313: Customer status not found" in m for m in logged)
+    # Six customers asked in one batch, one customer answered without user_id: it cannot be placed.
+    assert run.tap.item_errors.counts[("tier_history", "no user_id")] == 1
+    assert run.records["tier_history"] == []
+
+
+def test_item_status_warning_is_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The customer/transactions page documents an item_status with code 1052 and warning 91001 ("Transactions
+    fetched successfully, Failed to get point details", a snippet): put into the customer/get sample."""
+    body = sample("v11_customer_get__user_id.json")
+    body["response"]["customers"]["customer"][0]["item_status"] = {
+        "success": "true",
+        "code": "1052",
+        "message": "Transactions fetched successfully, Failed to get point details",
+        "warnings": {"warning": ["91001"]},
+    }
+    routes = {"GET /v1.1/customer/get": Reply(body=json.dumps(body).encode())}
+    with caplog.at_level("WARNING"):
+        run, _ = replay(tmp_path, **routes)
+    assert_records(run.records["customers"], [EXPECTED_CUSTOMER])
+    assert run.tap.warnings.for_stream("customers") == {"91001": 1}
+    assert any("Capillary warning code 91001" in r.getMessage() for r in caplog.records)
+    assert any("Stream customers had Capillary warnings: {'91001': 1}" in r.getMessage() for r in caplog.records)
+
+
+# The ledger's error table: 11003, asking past the last page (no sample of the body is published).
+NO_MORE_ENTRIES = {"status": False, "code": 11003, "message": "There are no ledger entries present for the given "
+                   "parameters. Try removing parameters to widen the search"}  # fmt: skip
+
+
+def test_alternate_currency_entries_keep_their_currency(tmp_path: Path) -> None:
+    """The sample pages by 3 of 64 entries (pageCount 22): its page comes once, and the next page answers 11003.
+    The pass spans the sample's day in one ledger date range."""
+    routes = {LEDGER_ROUTE: [Reply("v2_points_ledger__alternate_currency.json"),
+                             Reply(body=json.dumps({"errors": [NO_MORE_ENTRIES]}).encode())]}  # fmt: skip
+    window = {"start_date": "2025-01-15T00:00:00Z", "end_date": "2025-03-01T00:00:00Z"}
+    run, server = replay(tmp_path, settings=window, **routes)
+    assert [r.query["offset"] for r in server.requests("/v2/pointsLedger/*")] == ["0", "1"]
+    common = {"customer_id": CUSTOMER, "points_category": "Main", "program_id": 973, "program_name":
+              "DocDemoDefaultProgram", "source_program_id": 983, "source_program_name": "DocTransferPoints",
+              "store_code": "doc123", "till_code": "naman_doc", "ledger_entry_type": "CREDIT"}  # fmt: skip
+
+    def add(event_log_id: int, created_at: str, txn: tuple[int, str], index: int, **fields: Any) -> dict[str, Any]:
+        points = fields.pop("points", 20000.0)
+        return ledger_entry(event_log_id, created_at, points, entry_index=index, event_name="TransactionAdd",
+                            event_at="2025-01-29T18:30:00+00:00", net_points_on_event=20000.0,
+                            net_alternate_currencies_on_event={"DocCoin": 20000.0}, transaction_id=txn[0],
+                            transaction_number=txn[1], **{**common, **fields})  # fmt: skip
+
+    doc_coin = {"points": None, "alternate_currency": "DocCoin", "alternate_currency_amount": 20000.0}
+    expected = [
+        add(616394199, "2025-01-30T02:08:34+00:00", (881425574, "RET101"), 0),  # "2025-01-30 07:38:34.0" IST
+        add(616394199, "2025-01-30T02:08:34+00:00", (881425574, "RET101"), 1, **doc_coin),
+        # A DocCoin debit on a return: no points at all ("netPointsOnEvent": "0").
+        ledger_entry(616394145, "2025-01-30T02:07:19+00:00", None, event_name="ReturnBill",
+                     event_at="2025-01-30T06:30:00+00:00", net_points_on_event=0.0,
+                     net_alternate_currencies_on_event={"DocCoin": -10909.09}, transaction_id=881425422,
+                     transaction_number="BILL100", **{**common, "ledger_entry_type": "DEBIT",
+                                                      "alternate_currency": "DocCoin",
+                                                      "alternate_currency_amount": 10909.09}),
+        add(616394144, "2025-01-30T02:07:18+00:00", (881425544, "RET100"), 0),
+        add(616394144, "2025-01-30T02:07:18+00:00", (881425544, "RET100"), 1, **doc_coin),
+    ]  # fmt: skip
+    assert_records(run.records["points_ledger"], expected)
+    assert sum(r["points"] or 0 for r in run.records["points_ledger"]) == 40000.0, "DocCoin is never points"
+
+
+ATTRIBUTION = sample("v2_transaction.json")["attribution"]  # modifiedDate "2021-09-09T11:49:17+05:30"
+SINCE_2022 = {"bookmarks": {"transactions": {"replication_key": "updated_at",
+                                             "replication_key_value": "2022-01-01T00:00:00+00:00"}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["listing-has-modifiedDate", "detail-has-autoUpdateTime"])
+def test_bill_update_time_from_the_listing_or_the_detail(tmp_path: Path, listed: bool) -> None:
+    extra = {"attribution": ATTRIBUTION} if listed else {}
+    listing = Reply(body=listing_of_detail_sample(**extra))
+    run, server = replay(tmp_path, **{TRANSACTIONS_ROUTE: listing})
+    assert_records(run.records["transactions"], [transaction()])
+    # A later pass: the bill, updated in 2021, is not in it. From the listing's time no detail is asked.
+    later, server = replay(tmp_path, SINCE_2022, **{TRANSACTIONS_ROUTE: listing})
+    assert later.records["transactions"] == []
+    assert len(server.requests("/v2/transactions/*")) == (0 if listed else 1)
+    assert later.tap.item_errors.counts == Counter()
+
+
+def test_a_bill_without_detail_or_time_is_a_counted_item_error(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    # The transaction status codes: 620 "Invalid Transaction ID" (no sample of the body is published).
+    invalid = {"errors": [{"status": False, "code": 620, "message": "Invalid Transaction ID"}], "warnings": []}
+    with caplog.at_level("WARNING"):
+        run, _ = replay(tmp_path, **{"GET /v2/transactions/*": Reply(body=json.dumps(invalid).encode(), status=404)})
+    assert run.records["transactions"] == []
+    assert run.tap.item_errors.counts == Counter({("transactions", "620"): 1})
+    assert any("item error 620" in r.getMessage() and "bill 2147866485" in r.getMessage() for r in caplog.records)
+    # No time anywhere: the listing's bill without billingTime, a detail without its times.
+    detail = sample("v2_transaction.json")
+    detail.pop("autoUpdateTime")
+    detail.pop("attribution")
+    detail["billDetails"].pop("billingTime")
+    listing = json.loads(listing_of_detail_sample())
+    listing["data"][0].pop("billingTime")
+    timeless = {"GET /v2/transactions/*": Reply(body=json.dumps(detail).encode()),
+                TRANSACTIONS_ROUTE: Reply(body=json.dumps(listing).encode())}  # fmt: skip
+    run, _ = replay(tmp_path, **timeless)
+    assert run.records["transactions"] == []
+    assert run.tap.item_errors.counts == Counter({("transactions", "no updated_at"): 1})
