@@ -258,4 +258,7 @@ def test_every_paginator_reads_everything_when_the_server_misstates_its_totals(
         server.set_faults({"rules": []})
     for stream, records in run.records.items():
         assert sorted(map(repr, paged.records[stream])) == sorted(map(repr, records)), stream
-    assert paged.tap.item_errors.counts == run.tap.item_errors.counts
+    # The same item errors (gone customers), besides the count another test adds to the shared run's tally.
+    assert paged.tap.item_errors.counts == Counter(
+        {k: n for k, n in run.tap.item_errors.counts.items() if k[1].isdigit()}
+    )
