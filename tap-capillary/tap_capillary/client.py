@@ -359,6 +359,10 @@ def _retry_after(exception: Any) -> float | None:
         return None  # HTTP-date form: fall back to exponential backoff
 
 
+#: How v1.1 names a customer in its items (a failed item echoes the identifier asked for).
+IDENTIFIERS = ("user_id", "id", "mobile", "email", "external_id")
+
+
 class V11CustomersStream(CapillaryStream):
     """v1.1 calls taking several customers and answering an ``item_status`` per customer."""
 
@@ -375,8 +379,8 @@ class V11CustomersStream(CapillaryStream):
         """The customers returned; the others are item errors (fatal codes were raised by ``validate_response``)."""
         self.records_at(response, "response", "customers")
         for customer in self._customer_items(parse_json(response)):
-            subject = ", ".join(f"{k} {v}" for k, v in customer.items() if k != "item_status") or "a customer"
-            if self.accept_item(customer.get("item_status"), subject, response):
+            asked = ", ".join(f"{k} {customer[k]}" for k in IDENTIFIERS if customer.get(k) not in (None, ""))
+            if self.accept_item(customer.get("item_status"), asked or "a customer", response):
                 yield customer
 
     @staticmethod

@@ -66,7 +66,7 @@ class CustomerSearchStream(CapillaryStream):
 
     def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
         # The parameter table says requiredTotal, every curl example of the docs sends totalRequired.
-        # Paging does not rely on either: it goes on until a short page (``pagination.py``).
+        # Paging relies on neither (``pagination.py``).
         return {"totalRequired": "true", "requiredTotal": "true"}
 
     def prepare_request_payload(self, context: Any, next_page_token: Any) -> dict[str, Any]:

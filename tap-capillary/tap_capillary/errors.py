@@ -19,19 +19,19 @@ from typing import Any
 
 
 class Action(IntEnum):
-    """What the tap does; when a body reports several codes, the highest action wins."""
+    """What the tap does; when a body reports several codes, the highest action wins. (Warnings are not
+    codes of a response's outcome: they come in lists of their own, and are counted and logged.)"""
 
     OK = 0
-    WARNING = 1  # the data is read; the warning is counted and logged
-    NO_DATA = 2  # nothing (more) for these parameters: an empty page
-    ITEM_ERROR = 3  # this customer or bill cannot be read (gone, merged): counted, logged, skipped
-    RETRY = 4  # transient: retried with backoff, then fatal
-    FATAL = 5  # the run stops, naming the endpoint and the code
-    NO_ACCESS = 6  # fatal, naming the endpoint and the access group resource it needs
-    RENEW_TOKEN = 7  # the OAuth token was refused: a new one is generated and the request sent again
+    NO_DATA = 1  # nothing (more) for these parameters: an empty page
+    ITEM_ERROR = 2  # this customer or bill cannot be read (gone, merged): counted, logged, skipped
+    RETRY = 3  # transient: retried with backoff, then fatal
+    FATAL = 4  # the run stops, naming the endpoint and the code
+    NO_ACCESS = 5  # fatal, naming the endpoint and the access group resource it needs
+    RENEW_TOKEN = 6  # the OAuth token was refused: a new one is generated and the request sent again
 
 
-OK, WARNING, NO_DATA, ITEM_ERROR = Action.OK, Action.WARNING, Action.NO_DATA, Action.ITEM_ERROR
+OK, NO_DATA, ITEM_ERROR = Action.OK, Action.NO_DATA, Action.ITEM_ERROR
 RETRY, FATAL, NO_ACCESS, RENEW_TOKEN = Action.RETRY, Action.FATAL, Action.NO_ACCESS, Action.RENEW_TOKEN
 
 #: Documented codes (request-level and item-level share one numbering) -> (action, what the docs say).
@@ -171,7 +171,7 @@ def item_reports(item_status: Any) -> Reports:
     """A v1.1 ``item_status`` (and its ``warnings.warning[]``)."""
     report = _report(item_status)
     warnings = _warnings(item_status.get("warnings")) if isinstance(item_status, dict) else []
-    return Reports((report,) if report else (Report(None, "no item_status code"),), tuple(warnings))
+    return Reports((report,) if report else (), tuple(warnings))
 
 
 def by_http_status(status: int) -> Action:
