@@ -3,9 +3,12 @@
 A fault profile is a seed plus an ordered list of rules. The first rule whose
 ``path`` (fnmatch pattern on the request path) and ``method`` match a request
 decides what happens to it: added latency, a dropped connection, a revoked
-token, or an error status. Rates are probabilities in [0, 1]; ``max_faults``
-bounds how many faults a rule injects, so a test can say "the next 2 calls fail".
-Paths under the admin prefix are never faulted.
+token, an error status, a published envelope (an emulator's named error body,
+served with ``envelope_status``, HTTP 200 by default), or misstated paging totals
+(``total``: the emulator omits, understates or overstates the totals of matching
+responses). Rates are probabilities in [0, 1]; ``max_faults`` bounds how many
+faults a rule injects, so a test can say "the next 2 calls fail". Paths under
+the admin prefix are never faulted.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ ADMIN_PREFIX = "/_emulator"
 # App keys the emulators set so the shared middleware can speak their dialect.
 FAULT_PROFILE = web.AppKey("fault_profile", "FaultProfile")
 ERROR_BODY = web.AppKey("error_body", Callable[[int], dict])
+ENVELOPE_BODY = web.AppKey("envelope_body", Callable[[str], bytes])
 REVOKE_TOKENS = web.AppKey("revoke_tokens", Callable[[], None])
+TOTALS = ("omit", "understate", "overstate")
 FAULT_DECISION = web.RequestKey("fault_decision", "FaultDecision")
 
 
@@ -35,6 +40,9 @@ class FaultRule:
     path: str = "*"
     method: str = "*"
     status_rates: dict[int, float] = field(default_factory=dict)
+    envelopes: dict[str, float] = field(default_factory=dict)
+    envelope_status: int = 200
+    total: str | None = None
     retry_after: float = 1.0
     latency_ms: float = 0.0
     drop_rate: float = 0.0
@@ -51,12 +59,17 @@ class FaultRule:
             raise ValueError(msg)
         rule = cls(**data)
         rule.status_rates = {int(k): float(v) for k, v in rule.status_rates.items()}
-        for rate in [*rule.status_rates.values(), rule.drop_rate, rule.revoke_token_rate]:
+        rule.envelopes = {str(k): float(v) for k, v in rule.envelopes.items()}
+        rates = [*rule.status_rates.values(), *rule.envelopes.values(), rule.drop_rate, rule.revoke_token_rate]
+        for rate in rates:
             if not 0.0 <= rate <= 1.0:
                 msg = f"fault rates must be within [0, 1], got {rate}"
                 raise ValueError(msg)
-        if sum(rule.status_rates.values()) > 1.0:
-            msg = "the status rates of one rule must add up to at most 1"
+        if sum(rule.status_rates.values()) + sum(rule.envelopes.values()) > 1.0:
+            msg = "the status and envelope rates of one rule must add up to at most 1"
+            raise ValueError(msg)
+        if rule.total not in (None, *TOTALS):
+            msg = f"total must be one of {TOTALS}, got {rule.total!r}"
             raise ValueError(msg)
         return rule
 
@@ -73,11 +86,14 @@ class FaultDecision:
     drop: bool = False
     revoke_tokens: bool = False
     status: int | None = None
+    envelope: str | None = None
+    envelope_status: int = 200
+    total: str | None = None
     retry_after: float = 1.0
 
     @property
     def is_fault(self) -> bool:
-        return self.drop or self.revoke_tokens or self.status is not None
+        return self.drop or self.revoke_tokens or self.status is not None or self.envelope is not None
 
 
 @dataclass
@@ -113,7 +129,12 @@ class FaultProfile:
         for rule in self.rules:
             if not rule.matches(method, path):
                 continue
-            decision = FaultDecision(latency_ms=rule.latency_ms, retry_after=rule.retry_after)
+            decision = FaultDecision(
+                latency_ms=rule.latency_ms,
+                retry_after=rule.retry_after,
+                envelope_status=rule.envelope_status,
+                total=rule.total,
+            )
             if rule.exhausted():
                 return decision
             draw = self._random.random()
@@ -122,19 +143,24 @@ class FaultProfile:
             elif self._random.random() < rule.revoke_token_rate:
                 decision.revoke_tokens = True
             else:
-                decision.status = self._pick_status(rule.status_rates)
+                picked = self._pick([*sorted(rule.status_rates.items()), *sorted(rule.envelopes.items())])
+                if isinstance(picked, int):
+                    decision.status = picked
+                else:
+                    decision.envelope = picked
             if decision.is_fault:
                 rule.injected += 1
             return decision
         return FaultDecision()
 
-    def _pick_status(self, rates: dict[int, float]) -> int | None:
+    def _pick(self, rates: list[tuple[int | str, float]]) -> int | str | None:
+        """A status (int) or envelope name (str) by its rate, or None."""
         draw = self._random.random()
         cumulative = 0.0
-        for status, rate in sorted(rates.items()):
+        for choice, rate in rates:
             cumulative += rate
             if draw < cumulative:
-                return status
+                return choice
         return None
 
 
@@ -159,6 +185,12 @@ async def fault_middleware(
         raise asyncio.CancelledError
     if decision.revoke_tokens and REVOKE_TOKENS in request.app:
         request.app[REVOKE_TOKENS]()
+    if decision.envelope is not None:
+        if ENVELOPE_BODY not in request.app:
+            msg = f"this emulator serves no envelopes (asked for {decision.envelope!r})"
+            raise web.HTTPInternalServerError(text=msg)
+        body = request.app[ENVELOPE_BODY](decision.envelope)
+        return web.Response(body=body, status=decision.envelope_status, content_type="application/json")
     if decision.status is not None:
         body = request.app.get(ERROR_BODY, default_error_body)(decision.status)
         headers = {}

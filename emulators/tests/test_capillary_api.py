@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from test_capillary_support import ANCHOR, api_fixture, customer_ids, query  # noqa: F401
+from test_capillary_support import ANCHOR, api_fixture, busiest, customer_ids, query  # noqa: F401
 
 pytestmark = pytest.mark.capillary(anchor_time=ANCHOR)
 FAR_FUTURE_MS = 4_102_444_800_000
@@ -15,14 +15,6 @@ LEDGER = "/v2/pointsLedger/getCustomerLedgerInfo"
 
 def error_code(response) -> int:
     return response.json()["errors"][0]["code"]
-
-
-def busiest(server, table: str) -> int:
-    return query(
-        server,
-        f"SELECT t.customer_id AS id FROM {table} t JOIN customers c ON c.id = t.customer_id "
-        "WHERE c.status = 'ACTIVE' GROUP BY t.customer_id ORDER BY COUNT(*) DESC LIMIT 1",
-    )[0]["id"]
 
 
 # -- entity search ----------------------------------------------------------------------------------------------
@@ -117,7 +109,7 @@ def test_search_disabled_for_the_org(api):
 def test_customer_get_batch_with_unknown_merged_and_deleted_ids(api):
     active = customer_ids(api.server)[:2]
     merged, deleted = customer_ids(api.server, "MERGED")[0], customer_ids(api.server, "DELETED")[0]
-    response = api.get("/v1.1/customer/get", id=",".join(map(str, [*active, 12345, merged, deleted])))
+    response = api.get("/v1.1/customer/get", id=",".join(map(str, [*active, 12345, merged, deleted])), user_id="true")
     assert response.status_code == 200
     status = response.json()["response"]["status"]
     assert status == {
@@ -130,7 +122,12 @@ def test_customer_get_batch_with_unknown_merged_and_deleted_ids(api):
     items = response.json()["response"]["customers"]["customer"]
     assert [i["item_status"]["code"] for i in items] == ["1000", "1000", "1012", "1012", "8109"]
     assert [i["item_status"]["success"] for i in items] == ["true", "true", "false", "false", "false"]
-    assert [i["id"] for i in items[:2]] == [str(a) for a in active]
+    # The docs return a customer's id as user_id, and only with user_id=true; failed items echo the identifier.
+    assert [i["user_id"] for i in items[:2]] == [str(a) for a in active]
+    assert [i.get("id") for i in items] == [None, None, "12345", str(merged), str(deleted)]
+    without = api.get("/v1.1/customer/get", id=active[0]).json()["response"]["customers"]["customer"][0]
+    assert "user_id" not in without
+    assert "id" not in without
 
 
 def test_customer_get_by_email_or_mobile_and_times_are_cluster_local(api):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 
 import pytest
 import requests
 from test_capillary_support import DOC_BASIC_AUTH, DOC_BASIC_MD5, basic_auth, token
+
+from emulators.capillary.doc_samples import sample_bytes
 
 ENTITIES = "/v1.1/organization/entities?type=STORE"
 LEDGER = "/v2/pointsLedger/getCustomerLedgerInfo?identifierName=id&identifierValue=500000001&source=INSTORE"
@@ -33,7 +36,9 @@ def test_wrong_secret_fails_to_generate_a_token(capillary_emulator):
         timeout=5,
     )
     assert response.status_code == 401
-    assert response.json() == {"data": None, "errors": [{"code": 401, "message": "Failed to generate OAuth token"}]}
+    # The authorization-flow page's sample for an invalid key or secret, byte for byte.
+    assert response.content == sample_bytes("v3_oauth_token_generate__invalid_key.json")
+    assert response.json() == {"data": None, "errors": [{"code": 320001, "message": "Invalid client key and secret"}]}
     assert "wrong" not in response.text
 
 
@@ -52,10 +57,10 @@ def test_missing_or_wrong_credentials_get_401_in_the_paths_dialect(capillary_emu
     response = requests.get(capillary_emulator.base_url + path, headers=headers, timeout=5)
     assert response.status_code == 401
     body = response.json()
-    if path.startswith("/v1.1/"):
+    if path.startswith("/v1.1/"):  # the code is a string, as on the authorization-flow page
         assert body["response"]["status"] == {
             "success": "false",
-            "code": 401,
+            "code": "401",
             "message": body["response"]["status"]["message"],
         }
     else:
@@ -80,7 +85,9 @@ def test_token_expires_after_its_ttl(capillary_emulator):
     time.sleep(0.6)
     response = requests.get(url, headers=headers, timeout=5)
     assert response.status_code == 401
-    assert response.json()["response"]["status"]["message"] == "OAuth token expired"
+    status = response.json()["response"]["status"]
+    assert status["code"] == "498"  # "Token expired", as documented: "Token expired at 2019-12-02T12:31:15.000+0530"
+    assert re.fullmatch(r"Token expired at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000\+0530", status["message"])
     # Regenerating with the same API works again.
     assert requests.get(url, headers={"X-CAP-API-OAUTH-TOKEN": token(capillary_emulator)}, timeout=5).status_code == 200
 

@@ -1,9 +1,13 @@
-"""Injected faults on Capillary paths: documented codes, Retry-After, token revocation."""
+"""Injected faults on Capillary paths: documented codes, Retry-After, token revocation, published envelopes
+and misstated paging totals."""
 
 from __future__ import annotations
 
 import pytest
-from test_capillary_support import api_fixture  # noqa: F401
+from test_capillary_support import api_fixture, busiest  # noqa: F401
+
+from emulators.capillary.doc_samples import sample_bytes
+from emulators.faults import FaultProfile
 
 SEARCH = {
     "entityType": "CUSTOMER",
@@ -35,3 +39,65 @@ def test_token_revocation_fault(api):
     # The revoking request itself is then refused by auth, as are later ones with the old token.
     assert api.get("/v1.1/organization/entities", type="STORE").status_code == 401
     assert api.get("/v1.1/organization/entities", type="STORE").status_code == 401
+
+
+@pytest.mark.parametrize("status", [200, 401, 498])
+def test_documented_envelope_served_verbatim_with_any_status(api, status):
+    """The docs print the expired-token envelope (not even valid JSON) without its HTTP status: both forms."""
+    rule = {"path": "/v1.1/*", "envelopes": {"v11_envelope__token_expired.txt": 1.0}, "envelope_status": status}
+    api.server.set_faults({"rules": [{**rule, "max_faults": 1}]})
+    response = api.get("/v1.1/organization/entities", type="STORE")
+    assert response.status_code == status
+    assert response.content == sample_bytes("v11_envelope__token_expired.txt")
+    assert api.get("/v1.1/organization/entities", type="STORE").status_code == 200
+
+
+def test_unknown_envelope_is_an_error_of_the_emulator(api):
+    api.server.set_faults({"rules": [{"path": "/v1.1/*", "envelopes": {"no-such-sample.json": 1.0}}]})
+    response = api.get("/v1.1/organization/entities", type="STORE")
+    assert response.status_code == 500
+    assert "no published Capillary sample" in response.text
+
+
+def test_envelope_and_status_rates_share_one_budget():
+    with pytest.raises(ValueError, match="add up to at most 1"):
+        FaultProfile.from_dict({"rules": [{"status_rates": {500: 0.6}, "envelopes": {"x.json": 0.6}}]})
+    with pytest.raises(ValueError, match="total must be one of"):
+        FaultProfile.from_dict({"rules": [{"total": "lie"}]})
+
+
+@pytest.mark.parametrize("how", ["omit", "understate", "overstate"])
+def test_totals_are_misstated_in_every_dialect(api, how):
+    customer = busiest(api.server, "transactions")
+    api.server.set_faults({"rules": [{"path": "*", "total": how}]})
+    listing = api.get(f"/v2/customers/{customer}/transactions", limit=1).json()
+    ledger = api.get(
+        "/v2/pointsLedger/getCustomerLedgerInfo", identifierName="id", identifierValue=customer, source="INSTORE",
+        limit=1,
+    ).json()  # fmt: skip
+    rewards = api.get(f"/api_gateway/rewards/core/v1/management/customer/{busiest(api.server, 'rewards')}/issuals",
+                      size=1).json()  # fmt: skip
+    redemptions = api.get("/v1.1/customer/redemptions", id=busiest(api.server, "redemptions"), limit=1).json()
+    entities = api.get("/v1.1/organization/entities", type="TILL", limit=1).json()["response"]
+    api.server.set_faults({"rules": []})
+    truth = api.get(f"/v2/customers/{customer}/transactions", limit=1).json()["pagination"]["total"]
+    assert truth > 1
+    points_count = redemptions["response"]["customer"]["points_count"]
+    if how == "omit":
+        assert "total" not in listing["pagination"]
+        assert "pageCount" not in ledger["ledgerDetails"]
+        assert "pagingDto" not in rewards
+        assert points_count is None
+        assert "total" not in entities["pagination"]
+    elif how == "understate":
+        assert listing["pagination"]["total"] == 1
+        assert ledger["ledgerDetails"]["pageCount"] == 1
+        assert rewards["pagingDto"]["last"] is True
+        assert points_count == 1
+        assert entities["pagination"]["total"] == 1
+    else:
+        assert listing["pagination"]["total"] == truth + 5
+        assert ledger["ledgerDetails"]["pageCount"] > ledger["ledgerDetails"]["totalEntries"]
+        assert rewards["pagingDto"]["last"] is False
+        assert points_count > 1
+        assert entities["pagination"]["total"] > len(entities["organization"]["entities"]["entity"])

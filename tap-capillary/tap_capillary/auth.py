@@ -15,6 +15,8 @@ from singer_sdk.authenticators import APIAuthenticatorBase, BasicAuthenticator
 from singer_sdk.exceptions import FatalAPIError
 from urllib3.util.retry import Retry
 
+from tap_capillary.errors import read_reports
+
 TOKEN_PATH = "/v3/oauth/token/generate"
 TOKEN_HEADER = "X-CAP-API-OAUTH-TOKEN"  # capillary-api.md 2.2; the overview's CAP-API-ACCESS-TOKEN is inconsistent
 RETRIABLE_STATUSES = (429, 461, 500, 502, 503, 504, 521)
@@ -79,12 +81,11 @@ class OAuthTokenAuthenticator(APIAuthenticatorBase):
         try:
             body = response.json()
         except ValueError:
-            body = {}
+            body = None
         data = (body.get("data") or {}) if isinstance(body, dict) else {}
         token = data.get("accessToken")
         if response.status_code != 200 or not token:
-            errors = body.get("errors") if isinstance(body, dict) else None
-            detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors or [] if isinstance(e, dict))
+            detail = "; ".join(map(str, read_reports(body, response.content).errors))
             msg = (
                 f"Capillary refused to generate an OAuth token (HTTP {response.status_code} from {TOKEN_PATH}"
                 f"{': ' + detail if detail else ''}); check client_key/client_secret and the client's access group"

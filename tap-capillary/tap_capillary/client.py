@@ -1,4 +1,5 @@
-"""Base stream for Capillary endpoints: URL, auth, client-side rate limit, retries and error reporting."""
+"""Base stream for Capillary endpoints: URL, auth, client-side rate limit, retries, and what the API reports
+(errors, item errors and warnings, classified in ``errors.py``)."""
 
 from __future__ import annotations
 
@@ -17,19 +18,17 @@ import requests
 from singer_sdk import metrics
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
-from singer_sdk.pagination import OffsetPaginator
 from singer_sdk.streams import RESTStream
 
 from tap_capillary.auth import TOKEN_HEADER, OAuthTokenAuthenticator
 from tap_capillary.convert import listed
+from tap_capillary.errors import ITEM_ERROR, Action, Report, Verdict, classify, item_reports, read_reports
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_capillary.tap import TapCapillary
 
-# 461: search engine busy; 521: concurrent actions on the same customer (capillary-api.md 2.4).
-RETRY_STATUSES = (HTTPStatus.TOO_MANY_REQUESTS, 461, 521)
 CONNECTION_ERRORS = (
     ConnectionResetError,
     requests.exceptions.Timeout,
@@ -40,11 +39,21 @@ CONNECTION_ERRORS = (
 
 
 class TokenRejectedError(FatalAPIError):
-    """HTTP 401: the OAuth token was refused (expired or revoked early)."""
+    """The API refused the OAuth token (invalid or expired: 401, 498, in the body or as the HTTP status)."""
 
     def __init__(self, message: str, token: str | None) -> None:
         super().__init__(message)
         self.token = token
+
+
+class ItemUnavailableError(FatalAPIError):
+    """The API cannot return the customer or bill asked for (deleted, merged): the caller counts and skips it.
+
+    Fatal where nobody catches it: an org-level listing has no item to skip."""
+
+    def __init__(self, message: str, code: int | None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def endpoint(request: requests.PreparedRequest) -> str:
@@ -52,59 +61,44 @@ def endpoint(request: requests.PreparedRequest) -> str:
     return f"{request.method} {urlparse(request.url).path}"
 
 
-def decoded(response: requests.Response) -> Any:
-    """The JSON body, decoded once per response: validation, paginators and parsing all read it.
-
-    Raises ``ValueError`` for a body that is not JSON.
-    """
-    body = getattr(response, "capillary_body", _UNDECODED)
-    if body is _UNDECODED:
-        body = response.capillary_body = msgspec.json.decode(response.content)  # type: ignore[attr-defined]
-    return body
-
-
 _UNDECODED = object()
 
 
-def json_object(response: requests.Response) -> dict[str, Any]:
-    """The body as a JSON object, or ``{}`` (error bodies may be anything)."""
-    try:
-        body = decoded(response)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+def decoded(response: requests.Response) -> Any:
+    """The JSON body, decoded once per response (validation, paginators and parsing all read it); None when
+    the body is not JSON (the docs print some error envelopes that are not)."""
+    body = getattr(response, "capillary_body", _UNDECODED)
+    if body is _UNDECODED:
+        try:
+            body = msgspec.json.decode(response.content) if response.content else None
+        except msgspec.DecodeError:
+            body = None
+        response.capillary_body = body  # type: ignore[attr-defined]
+    return body
 
 
-def _statuses(response: requests.Response) -> list[dict]:
-    """Capillary's status blocks in a body: v1.1 ``response.status``, v2 ``errors[]``, rewards ``status``."""
-    body = json_object(response)
-    envelope = body.get("response")
-    statuses = [envelope.get("status")] if isinstance(envelope, dict) else []
-    statuses += body.get("errors") or []
-    statuses.append(body.get("status"))
-    return [s for s in statuses if isinstance(s, dict)]
+def parse_json(response: requests.Response) -> dict[str, Any]:
+    """The body of an accepted response, which must be a JSON object."""
+    body = decoded(response)
+    if not isinstance(body, dict):
+        kind = "Non-JSON" if body is None else f"Unexpected JSON ({type(body).__name__})"
+        msg = f"{kind} body from {endpoint(response.request)} (HTTP {response.status_code})"
+        raise FatalAPIError(msg)
+    return body
 
 
-def capillary_codes(response: requests.Response) -> set[str]:
-    return {str(s["code"]) for s in _statuses(response) if s.get("code") is not None}
-
-
-def capillary_error(response: requests.Response) -> str:
-    """Capillary's own codes and messages from an error body, else the HTTP reason."""
-    described = [f"code {s.get('code')}: {s['message']}" for s in _statuses(response) if s.get("message")]
-    return "; ".join(described) or response.reason or "no details"
-
-
-class ItemErrors:
-    """Thread-safe tally of item-level errors reported inside HTTP 200 responses, by stream and code."""
+class CodeTally:
+    """Thread-safe counts of Capillary codes by stream: the item errors of a run, or its warnings."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts: Counter[tuple[str, str]] = Counter()
 
-    def add(self, stream: str, code: Any) -> None:
+    def add(self, stream: str, code: Any) -> bool:
+        """Count one; True the first time this stream sees this code."""
         with self._lock:
             self.counts[(stream, str(code))] += 1
+            return self.counts[(stream, str(code))] == 1
 
     def for_stream(self, stream: str) -> dict[str, int]:
         with self._lock:
@@ -120,14 +114,18 @@ class DebugCounter(metrics.Counter):
 
 
 class CapillaryStream(RESTStream):
-    """Shared request behaviour; the authenticator and the rate limiter belong to the tap (shared by threads)."""
+    """Shared request behaviour; the authenticator and the rate limiter belong to the tap (shared by threads).
+
+    Every response goes through one classification (``errors.py``), whatever its HTTP status."""
 
     _tap: TapCapillary
-    extra_retry_statuses = RETRY_STATUSES
     #: Retries: exponential from ``retry_base_seconds`` (with jitter) unless the API sends ``Retry-After``.
     retry_base_seconds = 1.0
     retry_max_seconds = 120.0
     max_tries = 6
+    #: The access group resource the endpoint belongs to (InTouch > Organization settings > Access control),
+    #: named when the API denies access.
+    access_group = "Customer"
 
     #: Records are built with the schema's JSON types (``convert.py``); the SDK's per-record type
     #: conformance pass would only repeat that (the SDK's record-vs-schema tests guard it).
@@ -173,7 +171,7 @@ class CapillaryStream(RESTStream):
         except TokenRejectedError as exc:
             if not isinstance(self.authenticator, OAuthTokenAuthenticator):
                 raise
-            # A token can be revoked before its TTL: renew once, then give up.
+            # Tokens expire (498) or are revoked before their TTL (401): renew once, then give up.
             self.logger.warning("OAuth token refused by %s; generating a new one", endpoint(prepared_request))
             self.authenticator.reject(exc.token)
             try:
@@ -183,7 +181,8 @@ class CapillaryStream(RESTStream):
                 raise FatalAPIError(msg) from None
 
     def _send(self, prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
-        """One try: within the shared rate limit and the run's ``max_workers`` requests in flight."""
+        """One try: within the shared rate limit and the run's ``max_workers`` requests in flight.
+        Every request of the tap is sent here."""
         self._tap.rate_limiter.try_acquire("capillary")
         with self._tap.request_slots:
             return super()._request(prepared_request, context)
@@ -204,18 +203,71 @@ class CapillaryStream(RESTStream):
 
         return call
 
+    # -- what the API reports -----------------------------------------------------------------------------
+
+    def item_statuses(self, body: Any) -> list[Any]:
+        """The per-item ``item_status`` blocks of a body, for endpoints whose items carry their own codes."""
+        return []
+
+    def verdict(self, response: requests.Response) -> Verdict:
+        """The classification of a response (``errors.py``), once per response."""
+        cached = getattr(response, "capillary_verdict", None)
+        if cached is None:
+            body = decoded(response)
+            reports = read_reports(body, response.content)
+            items = self.item_statuses(body)
+            if items:
+                item_errors = tuple(r for status in items for r in item_reports(status).errors)
+                cached = classify(response.status_code, reports.errors + item_errors, items_decide=True)
+                if cached.action <= ITEM_ERROR:  # each item's own error is counted as its item is parsed
+                    cached = Verdict(Action.OK)
+            else:
+                cached = classify(response.status_code, reports.errors)
+            response.capillary_verdict = cached  # type: ignore[attr-defined]
+            response.capillary_warnings = reports.warnings  # type: ignore[attr-defined]
+        return cached
+
     def validate_response(self, response: requests.Response) -> None:
-        status = response.status_code
-        if status == HTTPStatus.UNAUTHORIZED:
-            raise TokenRejectedError(self.response_error_message(response), response.request.headers.get(TOKEN_HEADER))
-        if status in self.extra_retry_statuses or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-            raise RetriableAPIError(self.response_error_message(response), response)
-        if status >= HTTPStatus.BAD_REQUEST:
-            raise FatalAPIError(self.response_error_message(response))
+        verdict = self.verdict(response)
+        action = verdict.action
+        if action <= Action.NO_DATA:
+            for warning in response.capillary_warnings:  # type: ignore[attr-defined]
+                self.warning(warning, endpoint(response.request))
+            return
+        message = self.response_error_message(response)
+        if action == Action.RENEW_TOKEN:
+            raise TokenRejectedError(message, response.request.headers.get(TOKEN_HEADER))
+        if action == Action.RETRY:
+            raise RetriableAPIError(message, response)
+        if action == Action.ITEM_ERROR:
+            raise ItemUnavailableError(message, verdict.code)
+        if action == Action.NO_ACCESS:
+            msg = (
+                f"No access: {message}. Give the API client's access group Read access to the "
+                f"{self.access_group} resource (InTouch > Organization settings > Access control)."
+            )
+            raise FatalAPIError(msg)
+        raise FatalAPIError(message)
 
     def response_error_message(self, response: requests.Response) -> str:
         # Path only: query strings can carry customer identifiers; headers carry credentials.
-        return f"HTTP {response.status_code} from {endpoint(response.request)} ({capillary_error(response)})"
+        verdict = self.verdict(response)
+        detail = verdict.describe() or response.reason or "no details"
+        return f"HTTP {response.status_code} from {endpoint(response.request)} ({detail})"
+
+    def records_at(self, response: requests.Response, *path: str) -> Any:
+        """The value at ``path`` of an accepted body; None on an empty page (``NO_DATA``). A body without the
+        path is not a response of this endpoint: the run stops rather than read it as empty."""
+        if self.verdict(response).action == Action.NO_DATA:
+            return None
+        value: Any = parse_json(response)
+        for depth, key in enumerate(path):
+            if not isinstance(value, dict) or key not in value:
+                where = ".".join(path[: depth + 1])
+                msg = f"Unexpected response from {endpoint(response.request)} (HTTP {response.status_code}): no {where}"
+                raise FatalAPIError(msg)
+            value = value[key]
+        return value
 
     # -- backoff ----------------------------------------------------------------------------------------
 
@@ -244,6 +296,8 @@ class CapillaryStream(RESTStream):
         reason = type(exc).__name__
         if isinstance(exc, RetriableAPIError) and exc.response is not None:
             reason = f"HTTP {exc.response.status_code}"
+            code = self.verdict(exc.response).code
+            reason += f", code {code}" if code is not None else ""
         request = details["args"][0] if details.get("args") else None
         where = endpoint(request) if isinstance(request, requests.PreparedRequest) else self.name
         self.logger.warning(
@@ -255,19 +309,43 @@ class CapillaryStream(RESTStream):
             self.max_tries,
         )
 
-    # -- item-level errors ------------------------------------------------------------------------------
+    # -- item errors and warnings -----------------------------------------------------------------------
 
     def item_error(self, code: Any, message: Any, subject: str) -> None:
-        """An error about one item inside a successful response: log it, count it, carry on."""
+        """A customer or bill the API cannot return, or a record that cannot be placed: log it, count it, carry on."""
         self._tap.item_errors.add(self.name, code)
         self.logger.warning(
             "Capillary item error %s (%s) for %s in stream %s; skipped", code, message, subject, self.name
         )
 
+    def warning(self, report: Report, subject: str) -> None:
+        """A warning in an accepted response (the data is read): counted; logged the first time per code."""
+        if self._tap.warnings.add(self.name, report.code):
+            self.logger.warning(
+                "Capillary warning %s from %s in stream %s (data read; further ones are counted)",
+                report,
+                subject,
+                self.name,
+            )
+
+    def accept_item(self, item_status: Any, subject: str, response: requests.Response) -> bool:
+        """Whether an item is read, by its ``item_status``: an item error is counted and logged instead, a
+        warning counted. Fatal item codes were raised by ``validate_response`` (``verdict`` weighs them)."""
+        reports = item_reports(item_status)
+        verdict = classify(HTTPStatus.OK, reports.errors)
+        if verdict.action == ITEM_ERROR:
+            self.item_error(verdict.code, verdict.describe(), subject)
+            return False
+        for warning in reports.warnings:
+            self.warning(warning, endpoint(response.request))
+        return True
+
     def log_item_errors(self) -> None:
-        counts = self._tap.item_errors.for_stream(self.name)
-        if counts:
-            self.logger.warning("Stream %s skipped items with Capillary error codes: %s", self.name, counts)
+        for kind, tally in (("skipped items with Capillary error codes", self._tap.item_errors),
+                            ("had Capillary warnings", self._tap.warnings)):  # fmt: skip
+            counts = tally.for_stream(self.name)
+            if counts:
+                self.logger.warning("Stream %s %s: %s", self.name, kind, counts)
 
 
 def _retry_after(exception: Any) -> float | None:
@@ -281,43 +359,34 @@ def _retry_after(exception: Any) -> float | None:
         return None  # HTTP-date form: fall back to exponential backoff
 
 
-def parse_json(response: requests.Response) -> Any:
-    try:
-        return decoded(response)
-    except ValueError:
-        msg = f"Non-JSON body from {endpoint(response.request)} (HTTP {response.status_code})"
-        raise FatalAPIError(msg) from None
-
-
-class TotalOffsetPaginator(OffsetPaginator):
-    """v2 offsets, until the body's ``pagination.total``."""
-
-    def has_more(self, response: requests.Response) -> bool:
-        total = (parse_json(response).get("pagination") or {}).get("total")
-        return total is not None and self.current_value + self.page_size < int(total)
+#: How v1.1 names a customer in its items (a failed item echoes the identifier asked for).
+IDENTIFIERS = ("user_id", "id", "mobile", "email", "external_id")
 
 
 class V11CustomersStream(CapillaryStream):
     """v1.1 calls taking several customers and answering an ``item_status`` per customer."""
 
-    def validate_response(self, response: requests.Response) -> None:
-        # When every customer of a call fails, v1.1 answers HTTP 500 "All requests have failed":
-        # those are item-level errors (merged, deleted customers), not a server fault to retry.
-        if response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR and self._customer_items(response):
-            return
-        super().validate_response(response)
+    def item_statuses(self, body: Any) -> list[Any]:
+        return [c.get("item_status") for c in self._customer_items(body) if "item_status" in c]
 
     @staticmethod
-    def _customer_items(response: requests.Response) -> list[dict]:
-        customers = (json_object(response).get("response") or {}).get("customers") or {}
-        return [c for c in listed(customers, "customer") if isinstance(c, dict) and "item_status" in c]
+    def _customer_items(body: Any) -> list[dict]:
+        envelope = body.get("response") if isinstance(body, dict) else None
+        customers = envelope.get("customers") if isinstance(envelope, dict) else None
+        return [c for c in listed(customers, "customer") if isinstance(c, dict)]
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
-        """The customers found; the others are item-level errors."""
-        for customer in self._customer_items(response):
-            status = customer["item_status"]
-            if str(status.get("success")).lower() != "true":
-                subject = ", ".join(f"{k} {v}" for k, v in customer.items() if k != "item_status")
-                self.item_error(status.get("code"), status.get("message"), subject or "a customer")
-                continue
-            yield customer
+        """The customers returned; the others are item errors (fatal codes were raised by ``validate_response``)."""
+        self.records_at(response, "response", "customers")
+        for customer in self._customer_items(parse_json(response)):
+            asked = ", ".join(f"{k} {customer[k]}" for k in IDENTIFIERS if customer.get(k) not in (None, ""))
+            if self.accept_item(customer.get("item_status"), asked or "a customer", response):
+                yield customer
+
+    @staticmethod
+    def customer_id(customer: dict, asked_ids: list[int] | None = None) -> int | None:
+        """``user_id`` (returned with ``user_id=true``), else ``id``, else the one customer asked for by id."""
+        value = customer.get("user_id") or customer.get("id")
+        if value not in (None, ""):
+            return int(value)
+        return asked_ids[0] if asked_ids and len(asked_ids) == 1 else None

@@ -53,14 +53,16 @@ def boolean(value: Any) -> bool | None:
 
 
 def name_values(value: Any, key: str = "field") -> dict[str, Any]:
-    """``{"field": [{"name", "value"}]}`` (v1.1), a bare list of those, or a v2 mapping -> ``{name: value}``."""
+    """``{"field": [{"name", "value"}]}`` (v1.1), a bare list of those, or a v2 mapping -> ``{name: value}``,
+    with Capillary's empty strings as null."""
     if not value:
         return {}
     if isinstance(value, Mapping) and key in value:
         value = value[key] or []
-    if isinstance(value, Mapping):
-        return dict(value)
-    return {item["name"]: item.get("value") for item in value if item.get("name")}
+    pairs = (
+        value.items() if isinstance(value, Mapping) else ((i["name"], i.get("value")) for i in value if i.get("name"))
+    )
+    return {name: None if v == "" else v for name, v in pairs}
 
 
 def listed(value: Any, key: str) -> list[Any]:

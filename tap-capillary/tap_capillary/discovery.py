@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Any
 import requests
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 
-from tap_capillary.client import CapillaryStream, TotalOffsetPaginator, V11CustomersStream, parse_json
+from tap_capillary.client import CapillaryStream, V11CustomersStream, parse_json
+from tap_capillary.convert import integer
+from tap_capillary.errors import Action
+from tap_capillary.pagination import OffsetPaginator
 
 if TYPE_CHECKING:
     from tap_capillary.tap import TapCapillary
@@ -36,6 +39,10 @@ STABLE_LISTING_TRIES = 3
 FAR_FUTURE_MS = 253402300799000  # 9999-12-31T23:59:59Z: upper bound of the open-ended last window
 
 
+def _search_details(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [d for block in body.get("data") or [] for d in block.get("customerSearchDetails") or []]
+
+
 class CustomerSearchStream(CapillaryStream):
     """Entity search for customers by ``lastUpdatedOn`` range (an internal helper, not in the catalog)."""
 
@@ -44,6 +51,7 @@ class CustomerSearchStream(CapillaryStream):
     http_method = "POST"
     schema = {"type": "object", "properties": {"customer_id": {"type": "integer"}}}
     primary_keys = ("customer_id",)
+    access_group = "EntitySearch"
 
     def __init__(self, tap: TapCapillary) -> None:
         super().__init__(tap=tap)
@@ -53,11 +61,13 @@ class CustomerSearchStream(CapillaryStream):
     def page_size(self) -> int:
         return self.page_limit(SEARCH_PAGE_MAX)
 
-    def get_new_paginator(self) -> TotalOffsetPaginator:
-        return TotalOffsetPaginator(start_value=0, page_size=self.page_size)
+    def get_new_paginator(self) -> OffsetPaginator:
+        return OffsetPaginator(self.page_size, lambda body: len(_search_details(body)))
 
     def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
-        return {"requiredTotal": "true"}
+        # The parameter table says requiredTotal, every curl example of the docs sends totalRequired.
+        # Paging relies on neither (``pagination.py``).
+        return {"totalRequired": "true", "requiredTotal": "true"}
 
     def prepare_request_payload(self, context: Any, next_page_token: Any) -> dict[str, Any]:
         return {
@@ -67,25 +77,34 @@ class CustomerSearchStream(CapillaryStream):
             "searchConditions": [
                 {"fieldId": "lastUpdatedOn", "operator": "RANGE", "values": [context["from_ms"], context["to_ms"]]}
             ],
+            # Required by the docs' table; empty lists ask for no enrichment (the ids are all the tap reads).
+            "enrichmentFields": {"enrichedFields": [], "customFields": [], "extendedFields": []},
         }
 
     def validate_response(self, response: requests.Response) -> None:
-        if response.status_code == 403:
+        try:
+            super().validate_response(response)
+        except FatalAPIError as exc:
+            if self.verdict(response).action != Action.NO_ACCESS:
+                raise
             msg = (
-                f"{self.response_error_message(response)}. Entity search is not enabled for this org or client "
-                "(EntitySearch access group); list the customers in customer_identifiers_path instead."
+                f"{exc} Entity search is not enabled for every org; without it, list the customers in "
+                "customer_identifiers_path instead."
             )
-            raise FatalAPIError(msg)
-        super().validate_response(response)
+            raise FatalAPIError(msg) from None
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         body = parse_json(response)
-        self.totals.add(int((body.get("pagination") or {}).get("total") or 0))
-        for error in body.get("errors") or []:
-            self.item_error(error.get("code"), error.get("message"), "a search page")
-        for block in body.get("data") or []:
-            for detail in block.get("customerSearchDetails") or []:
-                yield {"customer_id": int(detail["entityId"])}
+        self.records_at(response, "data")
+        offset = json.loads(response.request.body or b"{}").get("offset") or 0
+        details = _search_details(body)
+        # A total that is only this page's count (the server ignored the total parameter) says nothing of
+        # the listing; an overall total is at least what has been read.
+        total = integer((body.get("pagination") or {}).get("total"))
+        if total is not None and total >= offset + len(details):
+            self.totals.add(total)
+        for detail in details:
+            yield {"customer_id": int(detail["entityId"])}
 
     def window_ids(self, window: Window) -> Iterator[int]:
         """The ids of one window, page by page; ``totals`` tells whether the listing moved meanwhile."""
@@ -108,11 +127,16 @@ class CustomerLookupStream(V11CustomersStream):
         return None
 
     def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
-        return {"format": "json", context["identifier"]: ",".join(context["values"])}
+        return {"format": "json", context["identifier"]: ",".join(context["values"]), "user_id": "true"}
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         for customer in super().parse_response(response):
-            yield {"customer_id": int(customer["id"])}
+            customer_id = self.customer_id(customer)
+            if customer_id is None:
+                subject = ", ".join(f"{k} {customer.get(k)}" for k in IDENTIFIER_KEYS if customer.get(k))
+                self.item_error("no user_id", "a customer came back without user_id or id", subject or "a customer")
+                continue
+            yield {"customer_id": customer_id}
 
 
 def read_identifiers(path: str) -> Iterator[tuple[str, str]]:

@@ -12,18 +12,16 @@ from typing import Any
 
 import requests
 from singer_sdk import SchemaDirectory, StreamSchema
-from singer_sdk.exceptions import FatalAPIError
-from singer_sdk.pagination import BaseAPIPaginator, PageNumberPaginator
 
-from tap_capillary.client import (
-    CapillaryStream,
-    TotalOffsetPaginator,
-    V11CustomersStream,
-    capillary_codes,
-    json_object,
-    parse_json,
-)
+from tap_capillary.client import CapillaryStream, ItemUnavailableError, V11CustomersStream, parse_json
 from tap_capillary.convert import TimeConverter, boolean, integer, listed, name_values, number, text
+from tap_capillary.pagination import (
+    EntityPaginator,
+    LedgerPaginator,
+    OffsetPaginator,
+    RedemptionPaginator,
+    RewardsPaginator,
+)
 from tap_capillary.windows import Pass, Window, complete_window, plan_pass
 
 SCHEMAS = SchemaDirectory(resources.files("tap_capillary") / "schemas")
@@ -38,14 +36,6 @@ COUPONS_LIMIT = 1000  # customer/coupons has a limit but no offset
 # ``<part>_limit``/``<part>_start_id``/``<part>_count``, so one request reads both (no ``type``).
 REDEMPTION_PARTS = {"points": ("point", "POINTS"), "coupons": ("coupon", "COUPON")}
 ENTITIES_PAGE_MAX = 500
-
-
-class CustomerUnavailableError(FatalAPIError):
-    """The API says a customer cannot be returned (merged, deleted): skip the customer, not the run."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
@@ -135,8 +125,6 @@ class CustomerDataStream(WindowedStream):
 
     #: Customers per request (endpoints taking a comma-separated id list).
     customers_per_request = 1
-    #: Capillary item codes (in 4xx bodies) meaning "this customer cannot be returned".
-    customer_gone_codes: frozenset[str] = frozenset()
 
     def get_records(self, context: Any) -> Iterable[dict]:
         discovery = self._tap.changed_customers
@@ -152,7 +140,9 @@ class CustomerDataStream(WindowedStream):
         """Worker: the pass's records of these customers."""
         try:
             records = self.read(customer_ids)
-        except CustomerUnavailableError as exc:
+        except ItemUnavailableError as exc:
+            if len(customer_ids) > 1:
+                raise  # a request-level "customer not found" for a batch: which customer is unknown
             self.item_error(exc.code, exc, f"customer {customer_ids[0]}")
             return []
         return [r for r in records if self.in_pass(r)]
@@ -174,21 +164,25 @@ class CustomerDataStream(WindowedStream):
         """Schema records from one parsed API item of a request for ``context``'s customers."""
         raise NotImplementedError
 
-    def validate_response(self, response: requests.Response) -> None:
-        if 400 <= response.status_code < 500 and self.customer_gone_codes:
-            gone = self.customer_gone_codes.intersection(capillary_codes(response))
-            if gone:
-                raise CustomerUnavailableError(self.response_error_message(response), min(gone))
-        super().validate_response(response)
-
 
 class V11BatchStream(V11CustomersStream, CustomerDataStream):
-    """v1.1 endpoints taking several customer ids."""
+    """v1.1 endpoints taking several customer ids; each returned customer names its id (``customer_id``)."""
 
     customers_per_request = V11_BATCH
 
     def get_new_paginator(self) -> None:
         return None
+
+    def map(self, customer: dict, context: dict) -> Iterable[dict]:
+        customer_id = self.customer_id(customer, context["customer_ids"])
+        if customer_id is None:  # cannot be placed with its customer: counted and logged
+            asked = f"customers {context['customer_ids'][0]}..{context['customer_ids'][-1]}"
+            self.item_error("no user_id", "a customer came back without user_id or id", f"one of {asked}")
+            return
+        yield from self.customer_records(customer, customer_id)
+
+    def customer_records(self, customer: dict, customer_id: int) -> Iterable[dict]:
+        raise NotImplementedError
 
 
 class CustomersStream(V11BatchStream):
@@ -202,15 +196,16 @@ class CustomersStream(V11BatchStream):
         return {
             "format": "json",
             "id": ",".join(map(str, context["customer_ids"])),
+            "user_id": "true",  # the customer's id comes back only then
             "points_summary": "true",
             "card_details": "true",
         }
 
-    def map(self, c: dict, context: dict) -> Iterable[dict]:
+    def customer_records(self, c: dict, customer_id: int) -> Iterable[dict]:
         summaries = [
             {
                 "program_id": integer(s.get("programId")),
-                "program_name": text(s.get("programName")),
+                "program_name": text(s.get("program_title")),
                 "loyalty_points": number(s.get("loyaltyPoints")),
                 "lifetime_points": number(s.get("lifetimePoints")),
                 "redeemed_points": number(s.get("redeemed")),
@@ -231,7 +226,7 @@ class CustomersStream(V11BatchStream):
         extended_fields = name_values(c.get("extended_fields"))
         registered_store = c.get("registered_store") or {}
         yield {
-            "customer_id": int(c["id"]),
+            "customer_id": customer_id,
             "mobile": text(c.get("mobile")),
             "email": text(c.get("email")),
             "external_id": text(c.get("external_id")),
@@ -271,13 +266,19 @@ class TierHistoryStream(V11BatchStream):
     schema = StreamSchema(SCHEMAS)
 
     def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
-        return {"format": "json", "id": ",".join(map(str, context["customer_ids"])), "slab_history": "true"}
+        return {
+            "format": "json",
+            "id": ",".join(map(str, context["customer_ids"])),
+            "user_id": "true",
+            "slab_history": "true",
+            "mlp": "true",  # the documented prerequisite of slab_history
+        }
 
-    def map(self, c: dict, context: dict) -> Iterable[dict]:
+    def customer_records(self, c: dict, customer_id: int) -> Iterable[dict]:
         for change in listed(c.get("slab_history"), "history"):
             store = change.get("store") or {}
             yield {
-                "customer_id": int(c["id"]),
+                "customer_id": customer_id,
                 "program_id": integer(change.get("program_id")),
                 "changed_at": self.utc(change.get("changed_on")),
                 "to_tier": text(change.get("to")),
@@ -308,10 +309,10 @@ class CouponsStream(V11BatchStream):
             "sort_order": "desc",
         }
 
-    def map(self, c: dict, context: dict) -> Iterable[dict]:
+    def customer_records(self, c: dict, customer_id: int) -> Iterable[dict]:
         coupons = listed(c.get("coupons"), "coupon")
         if len(coupons) >= COUPONS_LIMIT:
-            self.logger.warning("Customer %s has %d+ coupons; older ones are not read", c.get("id"), COUPONS_LIMIT)
+            self.logger.warning("Customer %s has %d+ coupons; older ones are not read", customer_id, COUPONS_LIMIT)
         for k in coupons:
             redemptions = [
                 {
@@ -329,7 +330,7 @@ class CouponsStream(V11BatchStream):
             issued_store = k.get("issued_at") or {}
             yield {
                 "coupon_id": int(k["id"]),
-                "customer_id": integer(c.get("id")),
+                "customer_id": customer_id,
                 "code": text(k.get("code")),
                 "series_id": integer(k.get("series_id")),
                 "series_name": text(k.get("series_name")),
@@ -343,24 +344,28 @@ class CouponsStream(V11BatchStream):
                 "last_redeemed_at": last_redeemed,
                 "redemptions": redemptions,
                 "custom_properties": name_values(k.get("custom_properties"), "custom_property"),
-                "updated_at": max(filter(None, [issued_at, last_redeemed]), key=self.times.to_datetime),
+                "updated_at": max(filter(None, [issued_at, last_redeemed]), key=self.times.to_datetime, default=None),
             }
 
 
 class TransactionsStream(CustomerDataStream):
     """Bills from ``v2/customers/{id}/transactions`` (points, store, tenders), line items from
     ``v2/transactions/{id}``. The listing filters on billing time but a bill can be updated later,
-    so a customer's whole listing is read and filtered on ``updated_at`` before fetching details."""
+    so a customer's whole listing is read and filtered on ``updated_at``.
+
+    The listing's tables document no ``autoUpdateTime``: a bill's update time is the listing's
+    ``autoUpdateTime`` or ``attribution.modifiedDate`` (``embed=ATTRIBUTION``), else the detail call's, else
+    its billing time. Bills placed from the listing are filtered before their detail call; the others after.
+    """
 
     name = "transactions"
     path = "/v2/customers/{customer_id}/transactions"
     primary_keys = ("transaction_id",)
     replication_key = "updated_at"
     schema = StreamSchema(SCHEMAS)
-    customer_gone_codes = frozenset({"8015", "8069"})
 
-    def get_new_paginator(self) -> TotalOffsetPaginator:
-        return TotalOffsetPaginator(start_value=0, page_size=self.page_limit(TRANSACTIONS_PAGE_MAX))
+    def get_new_paginator(self) -> OffsetPaginator:
+        return OffsetPaginator(self.page_limit(TRANSACTIONS_PAGE_MAX), lambda body: len(body.get("data") or []))
 
     def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
         return {
@@ -372,39 +377,57 @@ class TransactionsStream(CustomerDataStream):
         }
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
-        yield from parse_json(response).get("data") or []
+        yield from self.records_at(response, "data") or []
 
     @property
     def details(self) -> TransactionDetailStream:
         return self._tap.transaction_details
 
+    @staticmethod
+    def update_time(bill: dict) -> Any:
+        """A bill's update time as the listing or the detail gives it, if it does."""
+        return bill.get("autoUpdateTime") or (bill.get("attribution") or {}).get("modifiedDate")
+
     def read(self, customer_ids: list[int]) -> list[dict]:
+        context = self.customer_context(customer_ids)
         bills = [
             bill
-            for bill in self.request_records(self.customer_context(customer_ids))
-            if self.pass_.includes(self.times.to_datetime(bill.get("autoUpdateTime")))
+            for bill in self.request_records(context)
+            if self.update_time(bill) is None or self.pass_.includes(self.times.to_datetime(self.update_time(bill)))
         ]
         # The listing has no line items: one detail call per bill, side by side on the shared pool.
         details = self._tap.fan_out(self.detail, bills)
-        return [self.record(bill, detail) for bill, detail in zip(bills, details, strict=True)]
+        return [
+            self.record(bill, detail, context["customer_id"])
+            for bill, detail in zip(bills, details, strict=True)
+            if detail is not None
+        ]
 
-    def detail(self, bill: dict) -> dict:
-        return next(iter(self.details.request_records({"id": bill["id"], "type": bill.get("type")})), {})
+    def detail(self, bill: dict) -> dict | None:
+        """The bill's detail; None (an item error, counted) when the API cannot return it."""
+        try:
+            return next(iter(self.details.request_records({"id": bill["id"], "type": bill.get("type")})))
+        except ItemUnavailableError as exc:
+            self.item_error(exc.code, exc, f"bill {bill['id']}")
+            return None
 
-    def record(self, bill: dict, detail: dict) -> dict:
-        store = bill.get("billingStore") or (detail.get("billDetails") or {}).get("billingStore") or {}
+    def record(self, bill: dict, detail: dict, customer_id: int) -> dict:
+        bill_details = detail.get("billDetails") or {}
+        store = bill.get("billingStore") or bill_details.get("billingStore") or {}
         till = (bill.get("attribution") or detail.get("attribution") or {}).get("createdBy") or {}
         points = (bill.get("billPoints") or {}).get("aggregatedBillPoints") or {}
         issued = sum(number(points.get(k)) or 0 for k in ("regularPoints", "promotionalPoints")) if points else None
         is_return = bill.get("type") == "RETURN"
+        billed_at = bill.get("billingTime") or bill_details.get("billingTime")
         return {
             "transaction_id": int(bill["id"]),
-            "customer_id": integer(bill.get("customerId")),
+            "customer_id": customer_id,
             "bill_number": text(bill.get("billNumber")),
             "type": text(bill.get("type")),
             "return_type": text(bill.get("returnType")),
-            "billed_at": self.utc(bill.get("billingTime")),
-            "updated_at": self.utc(bill.get("autoUpdateTime")),
+            "billed_at": self.utc(billed_at),
+            # No time at all: ``in_pass`` counts and logs the bill as an item error.
+            "updated_at": self.utc(self.update_time(bill) or self.update_time(detail) or billed_at),
             "amount": number(bill.get("amount")),
             "gross_amount": number(bill.get("grossAmount")),
             "discount": number(bill.get("discount")),
@@ -422,10 +445,11 @@ class TransactionsStream(CustomerDataStream):
             "points_returned": -issued if is_return and issued is not None else None,
             "line_items": [self.line_item(line) for line in detail.get("lineItems") or []],
             "payment_modes": [
-                {"mode": text(p.get("mode")), "amount": number(p.get("amount"))} for p in bill.get("paymentModes") or []
+                {"mode": text(p.get("mode")), "amount": number(p.get("amount"))}
+                for p in bill.get("paymentModes") or detail.get("paymentModes") or []
             ],
-            "custom_fields": dict(bill.get("customFields") or detail.get("customFields") or {}),
-            "extended_fields": dict(bill.get("extendedFields") or detail.get("extendedFields") or {}),
+            "custom_fields": name_values(bill.get("customFields") or detail.get("customFields")),
+            "extended_fields": name_values(bill.get("extendedFields") or detail.get("extendedFields")),
         }
 
     @staticmethod
@@ -443,8 +467,8 @@ class TransactionsStream(CustomerDataStream):
             "amount": number(d.get("amount")),
             "outlier_status": text(line.get("outlierStatus")),
             "returnable": boolean(d.get("returnable")),
-            "attributes": dict(d.get("attributes") or {}),
-            "extended_fields": dict(d.get("extendedFields") or {}),
+            "attributes": name_values(d.get("attributes")),
+            "extended_fields": name_values(d.get("extendedFields")),
         }
 
 
@@ -455,6 +479,7 @@ class TransactionDetailStream(CapillaryStream):
     path = "/v2/transactions/{id}"
     schema = {"type": "object", "properties": {"id": {"type": "integer"}}}
     primary_keys = ("id",)
+    access_group = "Transaction"
 
     def get_new_paginator(self) -> None:
         return None
@@ -464,27 +489,23 @@ class TransactionDetailStream(CapillaryStream):
         return {"type": context.get("type") or "REGULAR", "tenders": "true"}
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        self.records_at(response, "id")
         yield parse_json(response)
 
 
-class LedgerPaginator(PageNumberPaginator):
-    """``offset`` is a 0-based page number; asking past ``pageCount`` is an error (11003)."""
-
-    def has_more(self, response: requests.Response) -> bool:
-        details = parse_json(response).get("ledgerDetails") or {}
-        return self.current_value + 1 < int(details.get("pageCount") or 0)
-
-
 class PointsLedgerStream(CustomerDataStream):
+    """Ledger entries, alternate currencies included (``includeAlternateCurrencies``): an entry naming an
+    ``alternateCurrencyName`` carries that currency's amount, never points."""
+
     name = "points_ledger"
     path = "/v2/pointsLedger/getCustomerLedgerInfo"
     primary_keys = ("event_log_id", "entry_index")
     replication_key = "created_at"
     schema = StreamSchema(SCHEMAS)
-    customer_gone_codes = frozenset({"11012", "8015", "8069"})
+    access_group = "Points"
 
     def get_new_paginator(self) -> LedgerPaginator:
-        return LedgerPaginator(start_value=0)
+        return LedgerPaginator(self.page_limit(LEDGER_PAGE_MAX))
 
     def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
         return {
@@ -496,6 +517,7 @@ class PointsLedgerStream(CustomerDataStream):
             "startDate": self.times.to_cluster(context["start"], "%Y-%m-%dT%H:%M:%S"),
             "endDate": self.times.to_cluster(context["end"], "%Y-%m-%dT%H:%M:%S"),
             "sortOrder": "ASC",
+            "includeAlternateCurrencies": "true",
         }
 
     def read(self, customer_ids: list[int]) -> list[dict]:
@@ -520,28 +542,36 @@ class PointsLedgerStream(CustomerDataStream):
                 if (moment := self.times.to_datetime(r[self.replication_key])) is None or in_range(moment)]  # fmt: skip
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
-        yield from parse_json(response).get("ledgerEntries") or []
+        yield from self.records_at(response, "ledgerEntries") or []
 
     def map(self, e: dict, context: dict) -> Iterable[dict]:
         txn = e.get("transactionDetails") or {}
         event = e.get("eventDetails") or {}
+        alternate = e.get("netAlternateCurrenciesOnEvent")
         for index, entry in enumerate(e.get("entryDetails") or []):
+            currency = text(entry.get("alternateCurrencyName"))
+            amount = number(entry.get("points"))
             yield {
                 "event_log_id": int(e["eventLogId"]),
                 "entry_index": index,
-                "customer_id": integer(e.get("customerId")),
+                "customer_id": context["customer_id"],  # the docs' samples show -2860 and null here
                 "event_name": text(e.get("eventName")),
                 "event_display_name": text(event.get("eventDisplayName")),
                 "created_at": self.utc(e.get("ledgerCreatedDate")),
                 "event_at": self.utc(event.get("eventDate")),
                 "ledger_entry_type": text(entry.get("ledgerEntryType")),
-                "points": number(entry.get("points")),
+                "points": None if currency else amount,
+                "alternate_currency": currency,
+                "alternate_currency_amount": amount if currency else None,
                 "points_category": text(entry.get("pointsCategory")),
                 "program_id": integer(entry.get("programId")),
                 "program_name": text(entry.get("programName")),
                 "source_program_id": integer(e.get("sourceProgramId")),
                 "source_program_name": text(e.get("sourceProgramName")),
                 "net_points_on_event": number(e.get("netPointsOnEvent")),
+                "net_alternate_currencies_on_event": (
+                    None if alternate is None else {name: number(v) for name, v in alternate.items()}
+                ),
                 "transaction_id": integer(txn.get("transactionId")),
                 "transaction_number": text(txn.get("transactionNumber")),
                 "store_code": text(e.get("storeCode")),
@@ -551,34 +581,16 @@ class PointsLedgerStream(CustomerDataStream):
             }
 
 
-class RedemptionPaginator(BaseAPIPaginator[dict[str, int]]):
-    """v1.1 redemptions page each part (points, coupons) with its own 1-based row number
-    (``points_start_id``, ``coupons_start_id``) and total (``points_count``, ``coupons_count``).
-    The first request asks for both parts; later ones only for the parts with rows left."""
-
-    def __init__(self, page_size: int) -> None:
-        super().__init__(start_value=dict.fromkeys(REDEMPTION_PARTS, 1))
-        self.page_size = page_size
-
-    def get_next(self, response: requests.Response) -> dict[str, int] | None:
-        customer = (parse_json(response).get("response") or {}).get("customer") or {}
-        following = {part: start + self.page_size for part, start in self.current_value.items()}
-        left = {
-            part: start for part, start in following.items() if start <= (integer(customer.get(f"{part}_count")) or 0)
-        }
-        return left or None
-
-
 class RedemptionsStream(CustomerDataStream):
     name = "redemptions"
     path = "/v1.1/customer/redemptions"
     primary_keys = ("redemption_type", "redemption_ref", "redeemed_at")
     replication_key = "redeemed_at"
     schema = StreamSchema(SCHEMAS)
-    customer_gone_codes = frozenset({"1012", "8109"})
 
     def get_new_paginator(self) -> RedemptionPaginator:
-        return RedemptionPaginator(self.page_limit(REDEMPTIONS_PAGE_MAX))
+        items = {part: item for part, (item, _) in REDEMPTION_PARTS.items()}
+        return RedemptionPaginator(self.page_limit(REDEMPTIONS_PAGE_MAX), items)
 
     def get_url_params(self, context: Any, next_page_token: dict[str, int] | None) -> dict[str, Any]:
         limit = self.page_limit(REDEMPTIONS_PAGE_MAX)
@@ -590,6 +602,7 @@ class RedemptionsStream(CustomerDataStream):
             "start_date": self.times.to_cluster(self.pass_.since),
             "end_date": self.times.to_cluster(self.pass_.until),
             "order": "asc",
+            "mlp": "true",  # every program's redemptions, not only those of the till's default program
         }
         if len(starts) == 1:  # only one part has rows left (without a type, both are read)
             params["type"] = next(iter(starts)).upper()
@@ -599,7 +612,7 @@ class RedemptionsStream(CustomerDataStream):
         return params
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
-        customer = (parse_json(response).get("response") or {}).get("customer") or {}
+        customer = self.records_at(response, "response", "customer") or {}
         redemptions = customer.get("redemptions") or {}
         for part, (item_key, _) in REDEMPTION_PARTS.items():
             for row in listed(redemptions.get(part), item_key):
@@ -620,7 +633,7 @@ class RedemptionsStream(CustomerDataStream):
             "coupon_code": None if is_points else text(r.get("code")),
             "coupon_series_id": None if is_points else integer(r.get("series_id")),
             "transaction_number": text(r.get("transaction_number")),
-            "bill_id": None if str(r.get("bill_id")) == "-1" else integer(r.get("bill_id")),
+            "bill_id": None if str(r.get("bill_id")) == "-1" else integer(r.get("bill_id")),  # -1: no bill
             "store_code": text(store.get("code")),
             "store_name": text(store.get("name")),
             "till_code": text(till.get("code")),
@@ -632,34 +645,27 @@ class RedemptionsStream(CustomerDataStream):
         }
 
 
-class RewardsPaginator(PageNumberPaginator):
-    def has_more(self, response: requests.Response) -> bool:
-        return not (parse_json(response).get("pagingDto") or {}).get("last", True)
-
-
 class RewardIssualsStream(CustomerDataStream):
-    """Reward catalog issuance attempts; the endpoint has no date filter, so all are read and filtered."""
+    """Reward catalog issuance attempts; the endpoint has no date filter, so all are read and filtered.
+
+    An issual's own ``status`` is its outcome (failed attempts are records, ``success`` false); the response's
+    top-level ``status`` is the request's."""
 
     name = "reward_issuals"
     path = "/api_gateway/rewards/core/v1/management/customer/{customer_id}/issuals"
     primary_keys = ("reward_transaction_id",)
     replication_key = "transaction_at"
     schema = StreamSchema(SCHEMAS)
+    access_group = "Rewards catalog"
 
     def get_new_paginator(self) -> RewardsPaginator:
-        return RewardsPaginator(start_value=0)
+        return RewardsPaginator(self.page_limit(REWARDS_PAGE_MAX))
 
     def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
         return {"page": next_page_token or 0, "size": self.page_limit(REWARDS_PAGE_MAX)}
 
-    def validate_response(self, response: requests.Response) -> None:
-        # The rewards API answers 404 with its own status block for customers it cannot find.
-        if response.status_code == 404 and "rewardIssueTransactions" in json_object(response):
-            raise CustomerUnavailableError(self.response_error_message(response), "404")
-        super().validate_response(response)
-
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
-        yield from parse_json(response).get("rewardIssueTransactions") or []
+        yield from self.records_at(response, "rewardIssueTransactions") or []
 
     def map(self, r: dict, context: dict) -> Iterable[dict]:
         status = r.get("status") or {}
@@ -688,19 +694,6 @@ class RewardIssualsStream(CustomerDataStream):
         }
 
 
-class EntityPaginator(BaseAPIPaginator[int]):
-    """``organization/entities`` returns ids >= ``start_id`` in id order; the next page starts after the last id."""
-
-    def __init__(self) -> None:
-        super().__init__(start_value=0)
-
-    def get_next(self, response: requests.Response) -> int | None:
-        body = parse_json(response).get("response") or {}
-        entities = listed((body.get("organization") or {}).get("entities"), "entity")
-        total = integer((body.get("pagination") or {}).get("total")) or 0
-        return int(entities[-1]["id"]) + 1 if entities and len(entities) < total else None
-
-
 class StoresStream(WindowedStream):
     """Stores changed since the bookmark (``modified_since``, the one documented org-wide change filter)."""
 
@@ -709,9 +702,10 @@ class StoresStream(WindowedStream):
     primary_keys = ("store_id",)
     replication_key = "updated_at"
     schema = StreamSchema(SCHEMAS)
+    access_group = "Organization"
 
     def get_new_paginator(self) -> EntityPaginator:
-        return EntityPaginator()
+        return EntityPaginator(self.page_limit(ENTITIES_PAGE_MAX))
 
     def get_records(self, context: Any) -> Iterable[dict]:
         for window in self.plan(single_window=True).windows:
@@ -720,6 +714,7 @@ class StoresStream(WindowedStream):
                 if self.in_pass(record):
                     yield record
             self.complete(window)
+        self.log_item_errors()
 
     def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
         return {
@@ -730,9 +725,23 @@ class StoresStream(WindowedStream):
             "modified_since": self.times.to_cluster(context["modified_since"]),
         }
 
+    @staticmethod
+    def _entities(body: Any) -> list[dict]:
+        envelope = body.get("response") if isinstance(body, dict) else None
+        organization = envelope.get("organization") if isinstance(envelope, dict) else None
+        entities = organization.get("entities") if isinstance(organization, dict) else None
+        return [e for e in listed(entities, "entity") if isinstance(e, dict)]
+
+    def item_statuses(self, body: Any) -> list[Any]:
+        return [e["item_status"] for e in self._entities(body) if "item_status" in e]
+
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
-        body = parse_json(response).get("response") or {}
-        yield from listed((body.get("organization") or {}).get("entities"), "entity")
+        self.records_at(response, "response", "organization")
+        for entity in self._entities(parse_json(response)):
+            if "item_status" not in entity or self.accept_item(
+                entity["item_status"], f"entity {entity.get('id')}", response
+            ):
+                yield entity
 
     def record(self, e: dict) -> dict:
         return {

@@ -23,7 +23,7 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 
 from tap_capillary import streams
 from tap_capillary.auth import OAuthTokenAuthenticator, till_authenticator
-from tap_capillary.client import ItemErrors
+from tap_capillary.client import CodeTally
 from tap_capillary.convert import TimeConverter
 from tap_capillary.discovery import ChangedCustomers
 
@@ -211,8 +211,14 @@ class TapCapillary(Tap):
                 future.cancel()  # after a failure: drop what has not started
 
     @cached_property
-    def item_errors(self) -> ItemErrors:
-        return ItemErrors()
+    def item_errors(self) -> CodeTally:
+        """Customers, bills and records skipped (counted and logged), by stream and Capillary code."""
+        return CodeTally()
+
+    @cached_property
+    def warnings(self) -> CodeTally:
+        """Warnings in accepted responses (the data was read), by stream and Capillary code."""
+        return CodeTally()
 
     @cached_property
     def times(self) -> TimeConverter:
@@ -233,7 +239,7 @@ class TapCapillary(Tap):
 
     def sync_all(self) -> None:
         # Create the shared objects before worker threads could race to create them.
-        _ = (self.authenticator, self.rate_limiter, self.item_errors, self.times, self.run_started_at)
+        _ = (self.authenticator, self.rate_limiter, self.item_errors, self.warnings, self.times, self.run_started_at)
         _ = (self.http_session, self.request_slots, self._fan_out_pool, self.transaction_details)
         try:
             super().sync_all()

@@ -67,14 +67,28 @@ class Run:
 
 def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None, *, now: datetime | None = None) -> Run:
     """One run; ``now`` pins the run's start (the end of what it reads)."""
+    run, error = run_tap_to_the_end(config, state, now=now)
+    if error is not None:
+        raise error
+    return run
+
+
+def run_tap_to_the_end(
+    config: dict[str, Any], state: dict[str, Any] | None = None, *, now: datetime | None = None
+) -> tuple[Run, Exception | None]:
+    """One run, and the error that ended it if any, with the messages written until then."""
     tap = TapCapillary(config=config, state=state or {})
     if now is not None:
         tap.__dict__["run_started_at"] = now  # a cached_property: set before the run reads it
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # the msgspec writer writes bytes to stdout.buffer
+    error = None
     with redirect_stdout(out):
-        tap.sync_all()
+        try:
+            tap.sync_all()
+        except Exception as exc:  # noqa: BLE001  (handed to the caller)
+            error = exc
     out.flush()
-    return Run([json.loads(line) for line in out.buffer.getvalue().splitlines() if line.strip()], tap)
+    return Run([json.loads(line) for line in out.buffer.getvalue().splitlines() if line.strip()], tap), error
 
 
 def instant(value: str) -> datetime:

@@ -138,7 +138,8 @@ def test_other_client_errors_are_fatal_with_capillary_code(capillary_emulator: B
 
 @pytest.mark.capillary(**SMALL)
 def test_wrong_credentials_are_fatal(capillary_emulator: BackgroundServer) -> None:
-    with pytest.raises(FatalAPIError, match=r"refused to generate an OAuth token.*Failed to generate OAuth token"):
+    # The emulator answers the authorization-flow page's sample: {"data": null, "errors": [{"code": 320001, …}]}.
+    with pytest.raises(FatalAPIError, match=r"refused to generate an OAuth token.*code 320001: Invalid client key"):
         run_tap(tap_config(capillary_emulator, client_secret="wrong"))
     till_config = {k: v for k, v in tap_config(capillary_emulator).items() if k not in OAUTH}
     with pytest.raises(FatalAPIError, match=r"HTTP 401 from .*Invalid till credentials"):

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from emulators.capillary.auth import TOKEN_PATH, Authenticator
 from emulators.capillary.cache import ResponseCache
+from emulators.capillary.doc_samples import sample_bytes
 from emulators.capillary.render import Clock, Renderer
 from emulators.capillary.store import LoyaltyStore
 
@@ -119,10 +120,9 @@ async def generate_token(request: web.Request) -> web.Response:
             {"data": None, "errors": [{"code": 400, "message": "key and secret are required"}]}, status=400
         )
     token = auth.issue(key, secret)
-    if token is None:
-        return web.json_response(
-            {"data": None, "errors": [{"code": 401, "message": "Failed to generate OAuth token"}]}, status=401
-        )
+    if token is None:  # the authorization-flow page's sample, as published
+        body = sample_bytes("v3_oauth_token_generate__invalid_key.json")
+        return web.Response(body=body, status=401, content_type="application/json")
     ttl = auth.ttl_seconds
     return web.json_response(
         {"data": {"accessToken": token, "ttlSeconds": int(ttl) if float(ttl).is_integer() else ttl}, "errors": None}
@@ -183,7 +183,7 @@ def v11_customer_get(request: web.Request) -> tuple[dict, int]:
                 )
             ]
         }
-        if flag(query, "slab_history"):
+        if flag(query, "slab_history") and flag(query, "mlp"):  # the docs: "Prerequisite: Set mlp=true"
             extras["slab_history"] = [
                 render.v11_slab_change(t)
                 for t in store.select(
@@ -201,7 +201,7 @@ def v11_customer_get(request: web.Request) -> tuple[dict, int]:
                     (cid,),
                 )
             ]
-        items.append(render.v11_customer(customer, extras))
+        items.append(render.v11_customer(customer, extras, user_id=flag(query, "user_id")))
     total = len(values)
     if ok == total:
         status, code, success, message = 200, 200, "true", "Success"
@@ -646,8 +646,9 @@ def v11_customer_redemptions(request: web.Request) -> tuple[dict, int]:
         else:
             items = [render.v11_coupon_redemption(r, start_id + i) for i, r in enumerate(rows)]
             body_customer["redemptions"]["coupons"]["coupon"] = items or None
+        # As in the docs' sample: a part without rows has a null count and an empty start id.
         body_customer[f"{part}_count"] = total or None
-        body_customer[f"{part}_start_id"] = start_id
+        body_customer[f"{part}_start_id"] = start_id if items else ""
         body_customer["rows"] += len(items)
     body = {"response": {"status": {"success": True, "code": 200, "message": "Success"}, "customer": body_customer}}
     return body, 200

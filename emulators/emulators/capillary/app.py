@@ -9,9 +9,11 @@ from emulators.capillary.api import AUTH, CLOCK, CONFIG, RESPONSE_CACHE, STORE, 
 from emulators.capillary.auth import Authenticator, auth_middleware
 from emulators.capillary.cache import ResponseCache
 from emulators.capillary.config import CapillaryConfig
+from emulators.capillary.doc_samples import sample_bytes, sample_names
 from emulators.capillary.render import Clock, Renderer
 from emulators.capillary.store import LoyaltyStore
-from emulators.faults import ERROR_BODY, REVOKE_TOKENS, FaultProfile
+from emulators.capillary.totals import totals_middleware
+from emulators.faults import ENVELOPE_BODY, ERROR_BODY, REVOKE_TOKENS, FaultProfile
 from emulators.server import create_base_app
 
 FAULT_MESSAGES = {
@@ -35,12 +37,21 @@ def fault_body(status: int) -> dict:
     }
 
 
+def envelope_body(name: str) -> bytes:
+    """The ``envelopes`` fault: one of Capillary's published samples (``doc_samples``), byte for byte."""
+    if name not in sample_names():
+        raise web.HTTPInternalServerError(text=f"no published Capillary sample named {name!r}")
+    return sample_bytes(name)
+
+
 def create_app(config: CapillaryConfig | None = None) -> web.Application:
     config = config or CapillaryConfig()
     app = create_base_app(FaultProfile.from_dict(config.faults))
     store = LoyaltyStore(config)
     clock = Clock(config.cluster_timezone)
-    auth = Authenticator(config.oauth_clients, config.till_credentials, config.token_ttl_seconds)
+    auth = Authenticator(
+        config.oauth_clients, config.till_credentials, config.token_ttl_seconds, config.cluster_timezone
+    )
     app[CONFIG] = config
     app[STORE] = store
     app[CLOCK] = clock
@@ -49,8 +60,10 @@ def create_app(config: CapillaryConfig | None = None) -> web.Application:
     if config.response_cache_mb > 0:
         app[RESPONSE_CACHE] = ResponseCache(store, int(config.response_cache_mb * 1024 * 1024))
     app[ERROR_BODY] = fault_body
+    app[ENVELOPE_BODY] = envelope_body
     app[REVOKE_TOKENS] = auth.revoke_all
     app.middlewares.append(auth_middleware(auth))
+    app.middlewares.append(totals_middleware)
     add_routes(app)
     add_admin_routes(app)
 

@@ -11,6 +11,8 @@ import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -23,11 +25,15 @@ TOKEN_HEADER = "X-CAP-API-OAUTH-TOKEN"
 class Authenticator:
     """Issued tokens (in memory, with expiry) and the accepted credentials."""
 
-    def __init__(self, oauth_clients: dict[str, str], tills: dict[str, str], ttl_seconds: float) -> None:
+    def __init__(
+        self, oauth_clients: dict[str, str], tills: dict[str, str], ttl_seconds: float, timezone: str = "UTC"
+    ) -> None:
         self.oauth_clients = oauth_clients
+        self.timezone = ZoneInfo(timezone)
         self.till_hashes = {user: hashlib.md5(pw.encode()).hexdigest() for user, pw in tills.items()}
         self.ttl_seconds = ttl_seconds
-        self.tokens: dict[str, float] = {}
+        self.tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self.expiry_epoch: dict[str, float] = {}  # token -> wall-clock expiry, for the "Token expired at" message
 
     def issue(self, key: str, secret: str) -> str | None:
         expected = self.oauth_clients.get(key)
@@ -35,41 +41,47 @@ class Authenticator:
             return None
         token = secrets.token_urlsafe(32)
         self.tokens[token] = time.monotonic() + self.ttl_seconds
+        self.expiry_epoch[token] = time.time() + self.ttl_seconds
         return token
 
     def revoke_all(self) -> None:
         self.tokens.clear()
+        self.expiry_epoch.clear()
 
-    def check(self, request: web.Request) -> str | None:
-        """None if the request is authenticated, else why not (never echoing credentials)."""
+    def check(self, request: web.Request) -> tuple[int, str] | None:
+        """None if the request is authenticated, else the documented code and why not (never echoing credentials):
+        401 for a missing or invalid credential, 498 for an expired token."""
         token = request.headers.get(TOKEN_HEADER)
         if token is not None:
             expiry = self.tokens.get(token)
             if expiry is None:
-                return "Invalid OAuth token"
+                return 401, "Unauthorized"
             if time.monotonic() >= expiry:
                 del self.tokens[token]
-                return "OAuth token expired"
+                expired = datetime.fromtimestamp(self.expiry_epoch.pop(token), self.timezone)
+                # As the docs print it: "Token expired at 2019-12-02T12:31:15.000+0530".
+                return 498, f"Token expired at {expired.strftime('%Y-%m-%dT%H:%M:%S.000%z')}"
             return None
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic":
-            return "Authentication required: X-CAP-API-OAUTH-TOKEN or Basic till credentials"
+            return 401, "Authentication required: X-CAP-API-OAUTH-TOKEN or Basic till credentials"
         try:
             user, _, md5_hex = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return "Malformed Basic credentials"
+            return 401, "Malformed Basic credentials"
         expected = self.till_hashes.get(user)
         if expected is None or not hmac.compare_digest(expected.encode(), md5_hex.lower().encode()):
-            return "Invalid till credentials"
+            return 401, "Invalid till credentials"
         return None
 
 
-def unauthorized_body(path: str, message: str) -> dict:
-    """A 401 in the dialect of the API generation the path belongs to."""
+def unauthorized_body(path: str, code: int, message: str) -> dict:
+    """A refusal in the dialect of the API generation the path belongs to: v1.1 as the authorization-flow
+    page prints it (string code; ``success`` there says "true", here "false"), else v2's ``errors[]``."""
     if path.startswith("/v1.1/"):
-        return {"response": {"status": {"success": "false", "code": 401, "message": message}}}
-    return {"errors": [{"status": False, "code": 401, "message": message}], "warnings": []}
+        return {"response": {"status": {"success": "false", "code": str(code), "message": message}}}
+    return {"errors": [{"status": False, "code": code, "message": message}], "warnings": []}
 
 
 def auth_middleware(authenticator: Authenticator) -> Callable:
@@ -81,7 +93,7 @@ def auth_middleware(authenticator: Authenticator) -> Callable:
             return await handler(request)
         problem = authenticator.check(request)
         if problem is not None:
-            return web.json_response(unauthorized_body(request.path, problem), status=401)
+            return web.json_response(unauthorized_body(request.path, *problem), status=401)
         return await handler(request)
 
     return middleware

@@ -117,7 +117,9 @@ class Renderer:
 
     # -- v1.1 customer/get --------------------------------------------------------------------------------
 
-    def v11_customer(self, c: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
+    def v11_customer(self, c: dict[str, Any], extras: dict[str, Any], *, user_id: bool) -> dict[str, Any]:
+        """A customer of ``customer/get``: its id only as ``user_id`` and only with ``user_id=true``, as in the
+        docs' samples (none has an ``id``)."""
         till = self.till(c["registered_till"])
         store = self.store_of(c["registered_till"])
         body = {
@@ -126,7 +128,6 @@ class Renderer:
             "mobile": c["mobile"] or "",
             "email": c["email"] or "",
             "external_id": c["external_id"],
-            "id": str(c["id"]),
             "lifetime_points": c["lifetime_points"],
             "lifetime_purchases": c["lifetime_purchases"],
             "loyalty_points": c["loyalty_points"],
@@ -143,6 +144,7 @@ class Renderer:
             "user_groups2": [],
             "fraud_details": {"status": c["fraud_status"], "marked_by": "", "modified_on": "", "reason": ""},
             "trackers": "",
+            **({"user_id": str(c["id"])} if user_id else {}),
             "current_nps_status": None,
             "custom_fields": fields_list(json.loads(c["custom"])),
             "extended_fields": fields_list(self.customer_extended(c)),
@@ -256,8 +258,8 @@ class Renderer:
         return body
 
     def v11_coupon_redemption(self, k: dict[str, Any], row_id: int) -> dict[str, Any]:
+        """A coupon row: the keys of the endpoint's response table (its sample's coupon part is empty)."""
         series = self.series(k["series_id"])
-        till = self.till(k["redeemed_till"])
         return {
             "id": row_id,
             "code": k["code"],
@@ -265,9 +267,7 @@ class Renderer:
             "description": series["description"],
             "transaction_number": k["redeemed_bill"],
             "redeemed_time": self.clock.v11(k["redeemed_on"]),
-            "redeemed_at": till["code"],
-            "redeemed_store": self.code_name(self.store_of(k["redeemed_till"])),
-            "redeemed_till": self.code_name(till),
+            "redeemed_at": self.till(k["redeemed_till"])["code"],
         }
 
     # -- v1.1 customer/redemptions ------------------------------------------------------------------------
@@ -299,7 +299,6 @@ class Renderer:
     def v11_entity(self, e: dict[str, Any]) -> dict[str, Any]:
         place = self.ref["locations"][e["location"]]
         currency = self.ref["currencies"][place["currency"]]
-        parent = self.entities.get(e["parent_id"] or 0)
         local_offset = datetime.fromtimestamp(e["last_updated_on"], ZoneInfo(place["timezone"])).strftime("%z")
         return {
             "item_status": {"success": "true", "code": 3200, "message": "Entity search successful"},
@@ -322,7 +321,7 @@ class Renderer:
             "language_code": "",
             "language_locale": place["country"],
             "languages": {"base_language": {"lang": "", "locale": place["country"]}},
-            "parent": {"id": str(parent["id"]), "code": parent["code"], "name": parent["name"]} if parent else {},
+            "parent": {},  # as in the docs' sample (a till's): the keys of a filled one are not documented
             "country_code": place["country"],
             "username": e["code"] if e["type"] == "TILL" else "",
             "last_login": "",
@@ -347,9 +346,9 @@ class Renderer:
             "grossAmount": t["gross_amount"],
             "discount": t["discount"],
             "outlierStatus": t["outlier_status"],
-            # Not in Capillary's v2 sample; named as in the transactionAdded event payload.
+            # Not in the listing's tables (emulators/README.md, deliberate extras); named as in the
+            # transactionAdded event payload. The tables list no autoUpdateTime: ATTRIBUTION's modifiedDate is there.
             "currencyCode": t["currency"],
-            "autoUpdateTime": self.clock.v2(t["auto_update_time"]),
         }
         if t["type"] == "RETURN":
             body["returnType"] = t["return_type"]
