@@ -32,9 +32,11 @@ $(MELTANO):
 
 install: $(VENV)/.installed .meltano/.installed
 
+# mypy with the SDK templates' settings (mypy.ini) on both plugins, run by the oldest supported Python (.venv).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy tap-capillary/tap_capillary target-adobe-aep/target_adobe_aep
 
 # Each package's suite runs with its own pytest configuration, then the cross-package tests.
 test: lint install
