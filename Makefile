@@ -7,7 +7,7 @@ PACKAGES := emulators tap-capillary target-adobe-aep
 MELTANO_VENV := .venv-meltano
 MELTANO := $(MELTANO_VENV)/bin/meltano
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint test-pythons demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,29 @@ $(MELTANO):
 
 install: $(VENV)/.installed .meltano/.installed
 
+# mypy with the SDK templates' settings (mypy.ini) on both plugins, run by the oldest supported Python (.venv).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy tap-capillary/tap_capillary target-adobe-aep/target_adobe_aep
 
 # Each package's suite runs with its own pytest configuration, then the cross-package tests.
 test: lint install
 	$(foreach p,$(PACKAGES),$(BIN)/pytest $(p) &&) MELTANO_BIN=$(abspath $(MELTANO)) $(BIN)/pytest tests
+
+# Both plugins' suites on the oldest and the newest Python the packages advertise (their classifiers), each in a
+# .venv-py<version>/ of its own; the interpreters come from PATH or pyenv (README: Python versions).
+ADVERTISED_PYTHONS := $(shell sed -n 's/^ *"Programming Language :: Python :: \(3\.[0-9]*\)",/\1/p' tap-capillary/pyproject.toml)
+TEST_PYTHONS := $(firstword $(ADVERTISED_PYTHONS)) $(lastword $(ADVERTISED_PYTHONS))
+
+.venv-py%/.installed: $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+	PYENV_VERSION=$* python$* -m venv .venv-py$*
+	.venv-py$*/bin/python -m pip install --quiet --upgrade pip
+	.venv-py$*/bin/python -m pip install --quiet $(foreach p,$(PACKAGES),-e "./$(p)[test]")
+	touch $@
+
+test-pythons: $(foreach v,$(TEST_PYTHONS),.venv-py$(v)/.installed)
+	$(foreach v,$(TEST_PYTHONS),$(foreach p,tap-capillary target-adobe-aep,.venv-py$(v)/bin/pytest $(p) &&)) true
 
 demo: install
 	$(BIN)/python scripts/demo.py --meltano $(MELTANO)
@@ -48,4 +64,4 @@ bench: install
 	$(BIN)/python bench/run.py --meltano $(MELTANO) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) .meltano output
+	rm -rf $(VENV) $(MELTANO_VENV) .venv-py* .meltano output

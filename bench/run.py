@@ -24,7 +24,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ from target_adobe_aep.target import DEFAULT_MAX_REQUEST_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from pipeline import SUMMARY_LINE, pipeline_env  # noqa: E402
+from pipeline import SUMMARY_LINE, pipeline_env, private_workdir  # noqa: E402
 
 BASELINE_PROJECT = Path(__file__).resolve().parent / "baseline"
 # Records tap-capillary emits per generated customer with the emulator's default activity (measured: 16,782
@@ -279,9 +278,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     out = sys.stdout.write
-    workdir: Path = args.workdir.resolve()
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    workdir = private_workdir(args.workdir.resolve())
 
     anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     customers = max(10, math.ceil(args.records / RECORDS_PER_CUSTOMER))

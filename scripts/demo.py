@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline import ROOT, RunResult, meltano, pipeline_env
+from pipeline import ROOT, RunResult, meltano, pipeline_env, private_workdir
 
 from emulators.adobe import ADOBE
 from emulators.capillary import ADMIN
@@ -81,9 +81,7 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--transactions-per-customer", type=int, default=6)
     args = parser.parse_args()
-    workdir = ROOT / "output" / "demo"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    workdir = private_workdir(ROOT / "output" / "demo")
     out = sys.stdout.write
 
     out(f"Generating {args.customers} Capillary customers with {HISTORY_DAYS} days of loyalty activity...\n")

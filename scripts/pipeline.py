@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,18 @@ from emulators.server import BackgroundServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_LINE = re.compile(r"Summary for stream '(?P<stream>[^']+)': (?P<fields>(?:\w+=\d+ ?)+)")
+# Files 0600 and directories 0700: what the demo and the benchmark write holds customer records.
+PRIVATE_UMASK = 0o077
+
+
+def private_workdir(path: Path) -> Path:
+    """An empty ``path`` for a run's outputs (logs, captures, the dead letter, Meltano's system database), all of
+    which hold personal data: from now on this process and every process it starts create files 0600 and
+    directories 0700 (umask 077), whichever of them writes the file."""
+    os.umask(PRIVATE_UMASK)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def pipeline_env(

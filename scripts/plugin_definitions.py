@@ -1,8 +1,11 @@
 """Meltano plugin definitions of both plugins, generated from their ``--about --format=json``.
 
 Writes the Meltano Hub definition files (``hub/<type>/<name>/<variant>.yml``, the layout of the
-meltano/hub repository) and the ``plugins`` section of ``meltano.yml``, so that settings, kinds,
-sensitivity and capabilities never drift from what the plugins themselves declare.
+meltano/hub repository) and the ``plugins`` section of ``meltano.yml``, so that settings, labels, kinds,
+sensitivity, capabilities and Python versions never drift from what the plugins themselves declare. The
+settings follow the Hub's own generator (meltano/hub ``hub-utils/hub_utils/meltano_util.py``): a setting's
+``title`` is its label (else one is made from its name), an ``enum`` is ``kind: options``; a ``secret``
+setting is ``sensitive: true`` (Meltano deprecates ``kind: password``).
 
     python scripts/plugin_definitions.py          # rewrite the files
     python scripts/plugin_definitions.py --check  # exit 1 and name the stale files (run by the tests)
@@ -22,7 +25,15 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 VARIANT = "loyalty-to-aep"
 REPO_URL = "https://github.com/loyalty-to-aep/capillary-aep-meltano"
+# Files of the default branch, as the Hub links them (logos under hub/logos/).
+RAW_URL = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main"
 ACRONYMS = {"url": "URL", "id": "ID", "ids": "IDs", "ims": "IMS", "xdm": "XDM", "api": "API", "aep": "AEP"}
+# A trailing unit word of a setting name becomes a parenthesised unit in its label ("Lookback (minutes)").
+UNITS = {"ms": "ms", "seconds": "seconds", "minutes": "minutes", "days": "days", "bytes": "bytes", "percent": "%"}
+# What the target needs to load with the default mapping presets: customers go to the profile dataset, every
+# other stream to the event dataset.
+AEP_CREDENTIALS = ["client_id", "client_secret", "org_id"]
+AEP_DESTINATIONS = ["profile_dataset_id", "profile_schema_id", "event_dataset_id", "event_schema_id"]
 
 PLUGINS: dict[str, dict[str, Any]] = {
     "tap-capillary": {
@@ -32,11 +43,10 @@ PLUGINS: dict[str, dict[str, Any]] = {
         "description": "Loyalty data from the Capillary platform: customers, points, tiers, rewards and transactions",
         "domain_url": "https://docs.capillarytech.com",
         "keywords": ["meltano_sdk", "loyalty", "capillary", "crm"],
-        # Capabilities Meltano must know about (``state`` above all: without it no state is passed in).
-        "capabilities": ["catalog", "discover", "state", "about", "stream-maps", "schema-flattening"],
+        # OAuth or Basic auth; start_date: a stream without state yet cannot start without it.
         "settings_group_validation": [
-            ["base_url", "client_key", "client_secret"],
-            ["base_url", "username", "password"],
+            ["base_url", "client_key", "client_secret", "start_date"],
+            ["base_url", "username", "password", "start_date"],
         ],
         "select": ["*.*"],
     },
@@ -47,10 +57,11 @@ PLUGINS: dict[str, dict[str, Any]] = {
         "description": "Streams Singer records into Adobe Experience Platform datasets as XDM (HTTP API streaming)",
         "domain_url": "https://experienceleague.adobe.com/en/docs/experience-platform",
         "keywords": ["meltano_sdk", "adobe", "aep", "xdm", "cdp"],
-        "capabilities": ["about", "stream-maps", "schema-flattening", "validate-records"],
+        # Sending; a dry run (no inlet) with the schemas from local files, or from the Schema Registry.
         "settings_group_validation": [
-            ["client_id", "client_secret", "org_id", "inlet_url", "tenant_id"],
-            ["inlet_url", "tenant_id", "dry_run"],
+            [*AEP_CREDENTIALS, "tenant_id", "inlet_url", *AEP_DESTINATIONS],
+            ["dry_run", "tenant_id", "schema_files", *AEP_DESTINATIONS],
+            ["dry_run", *AEP_CREDENTIALS, "tenant_id", *AEP_DESTINATIONS],
         ],
         # Meltano passes the plugin's settings to a command as TARGET_ADOBE_AEP_* variables (its invoker's env),
         # which the SDK reads with --config ENV.
@@ -67,7 +78,11 @@ PLUGINS: dict[str, dict[str, Any]] = {
 
 
 def label(name: str) -> str:
-    return " ".join(ACRONYMS.get(word, word.capitalize()) for word in name.split("_"))
+    """A label for a setting that declares no ``title``: ``retry_backoff_ms`` -> ``Retry Backoff (ms)``."""
+    *words, last = name.split("_")
+    unit = UNITS.get(last) if words else None
+    text = " ".join(ACRONYMS.get(word, word.capitalize()) for word in (words if unit else [*words, last]))
+    return f"{text} ({unit})" if unit else text
 
 
 def kind(schema: dict[str, Any]) -> str:
@@ -89,7 +104,12 @@ def about(plugin: str) -> dict[str, Any]:
 def settings(about_json: dict[str, Any]) -> list[dict[str, Any]]:
     result = []
     for name, schema in about_json["settings"]["properties"].items():
-        setting: dict[str, Any] = {"name": name, "label": label(name), "kind": kind(schema)}
+        setting: dict[str, Any] = {"name": name, "label": schema.get("title") or label(name), "kind": kind(schema)}
+        if "enum" in schema:
+            setting["kind"] = "options"
+            setting["options"] = [
+                {"label": label(str(value).replace("-", "_")), "value": value} for value in schema["enum"]
+            ]
         if schema.get("description"):
             setting["description"] = schema["description"]
         if schema.get("secret"):
@@ -111,7 +131,8 @@ def hub_definition(plugin: str, spec: dict[str, Any], about_json: dict[str, Any]
         "repo": REPO_URL,
         "pip_url": f"git+{REPO_URL}.git#subdirectory={plugin}",
         "executable": plugin,
-        "capabilities": spec["capabilities"],
+        "logo_url": f"{RAW_URL}/hub/logos/{plugin}.svg",
+        "capabilities": about_json["capabilities"],
         "keywords": spec["keywords"],
         "maintenance_status": "active",
         "quality": "silver",
@@ -131,7 +152,7 @@ def meltano_plugin(plugin: str, spec: dict[str, Any], about_json: dict[str, Any]
         "namespace": spec["namespace"],
         "pip_url": f"-e ./{plugin}",
         "executable": plugin,
-        "capabilities": spec["capabilities"],
+        "capabilities": about_json["capabilities"],
         "settings_group_validation": spec["settings_group_validation"],
         "settings": settings(about_json),
     }

@@ -1,4 +1,6 @@
-"""The Meltano Hub definitions in hub/: a fresh Meltano project adds both plugins from them and runs the pipeline."""
+"""The Meltano Hub definitions in hub/: a fresh Meltano project adds both plugins from them and runs the pipeline,
+each plugin configured with the settings of its first settings group and, beyond them, only settings that have a
+default (so the group lists every setting a run needs)."""
 
 from __future__ import annotations
 
@@ -33,12 +35,15 @@ def hub_file(plugin_type: str, name: str) -> Path:
     return ROOT / "hub" / f"{plugin_type}s" / name / "loyalty-to-aep.yml"
 
 
+def env_prefix(name: str) -> str:
+    return name.upper().replace("-", "_") + "_"
+
+
 def settings_as_env(plugin_type: str, name: str) -> dict[str, str]:
     """The plugin's dev-environment settings of meltano.yml as ``<PLUGIN>_<SETTING>`` variables, the way a user
     would configure the plugins (object values as JSON)."""
-    prefix = name.upper().replace("-", "_")
     return {
-        f"{prefix}_{setting.upper()}": json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        f"{env_prefix(name)}{setting.upper()}": json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         for setting, value in dev_config(f"{plugin_type}s", name).items()
         if setting != "mappings"  # a path inside this repository; the fresh project uses the built-in presets
     }
@@ -82,6 +87,17 @@ def test_fresh_project_adds_the_plugins_from_the_hub_files_and_runs(
         **settings_as_env("loader", "target-adobe-aep"),
         **pipeline_env(capillary, adobe, tmp_path, start, **dev_environment()["env"], **OFFLINE_ENV),
     }
+    for plugin_type, name in PLUGINS.items():
+        hub = yaml.safe_load(hub_file(plugin_type, name).read_text())
+        configured = {
+            key.removeprefix(env_prefix(name)).lower()
+            for key in run_env.keys() - os.environ.keys()
+            if key.startswith(env_prefix(name))
+        }
+        group = set(hub["settings_group_validation"][0])
+        defaults = {setting["name"] for setting in hub["settings"] if "value" in setting}
+        assert group <= configured, name
+        assert configured - group <= defaults, f"{name}: settings outside the group without a default"
     result = meltano(
         MELTANO_BIN, ["--cwd", str(project), "run", "tap-capillary", "target-adobe-aep"], run_env, tmp_path / "run.log"
     )

@@ -1,1 +1,3 @@
 """Singer tap for the Capillary loyalty API."""
+
+__version__ = "0.1.0"
