@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import orjson
 import requests
 
-from target_adobe_aep.connection import ConfigError, RetriableError
+from target_adobe_aep.connection import ConfigError, RetriesExhausted
 from target_adobe_aep.dcs import PublishError, envelope_error_settings
 from target_adobe_aep.ims import AuthError
 from target_adobe_aep.mapping import MappingError, StreamMapping
@@ -181,7 +181,7 @@ class Preflight:
         except (AuthError, PublishError) as exc:
             settings = ("inlet_auth_required",) if isinstance(exc, PublishError) else (*CREDENTIALS, "org_id")
             return [Finding(settings, f"the inlet refused the token: {exc}")]
-        except RetriableError as exc:
+        except RetriesExhausted as exc:
             return [Finding(("inlet_url",), f"the inlet could not be probed: {exc}")]
         text, status = response.text, response.status_code
         taken = f"the inlet takes org {self.config.get('org_id')}, dataset {dataset_id} and schema {schema_id}"

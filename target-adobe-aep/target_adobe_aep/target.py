@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import msgspec
 import requests
@@ -17,11 +23,13 @@ from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import InvalidInputLine
+from singer_sdk.singerlib.encoding.base import SingerMessageType
 
-from target_adobe_aep.connection import ConfigError, RetryPolicy, checked_url, new_session
+from target_adobe_aep.connection import Clock, ConfigError, RetryPolicy, checked_url, new_session
 from target_adobe_aep.conversion import ConversionPool, Envelope
 from target_adobe_aep.dcs import Publisher, batch_url
 from target_adobe_aep.dead_letter import DeadLetter
+from target_adobe_aep.errors import InvalidStateMessage
 from target_adobe_aep.ims import TokenProvider
 from target_adobe_aep.mapping import StreamMapping, compile_mapping, load_document
 from target_adobe_aep.platform import PlatformClient
@@ -40,20 +48,52 @@ BATCHES_IN_FLIGHT = 4
 
 
 class InputReader(MsgSpecReader):
-    """Input lines decoded by msgspec (about 3x faster than the stdlib reader), numbers as ints and floats.
+    """Input lines decoded by msgspec (about 3x faster than the stdlib reader), numbers as ints and floats, each
+    line checked for the shape the target relies on; STATE messages and a failed input go to the target.
 
     The SDK's reader makes every fraction a Decimal, which only costs time here: XDM numbers are doubles, so the
-    mapping and the dead letter turned them into floats anyway.
+    mapping and the dead letter turned them into floats anyway. Errors never quote the line: it may hold
+    personal data.
     """
 
     _decoder = msgspec.json.Decoder()
 
+    def __init__(self, target: TargetAdobeAEP) -> None:
+        super().__init__()
+        self.target = target
+
     def deserialize_json(self, line: str) -> dict:
         try:
-            return self._decoder.decode(line)
+            message = self._decoder.decode(line)
         except msgspec.DecodeError as exc:
-            msg = f"Unable to parse line as JSON ({exc}): {line[:200]}"
-            raise InvalidInputLine(msg) from exc
+            msg = f"Unable to parse an input line as JSON ({exc})"
+            raise InvalidInputLine(msg) from None
+        except RecursionError:
+            msg = "An input line is nested too deeply to be read (about 1,000 levels)"
+            raise InvalidInputLine(msg) from None
+        if type(message) is not dict:
+            msg = f"An input line is a JSON {type(message).__name__}, not a Singer message"
+            raise InvalidInputLine(msg)
+        if message.get("type") == "RECORD" and (type(message.get("record")) is not dict or "stream" not in message):
+            found = type(message.get("record")).__name__
+            msg = f"A RECORD message of stream {message.get('stream')!r} holds a {found}, not a JSON object"
+            raise InvalidInputLine(msg)
+        return message
+
+    def process_lines(self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict], None]]) -> Any:
+        """The SDK's loop over input lines, with STATE messages handled by the target (``process_state``), which
+        writes them only once every record before them is in AEP or the dead letter; on any failure, the target's
+        services are shut down and its summary logged."""
+        self.target.start_input()
+        try:
+            return super().process_lines(file_input, {**callbacks, SingerMessageType.STATE: self.target.process_state})
+        except RecursionError:  # a record nested too deeply for the SDK (its stream maps copy records)
+            self.target.finish()
+            msg = "A record is nested too deeply to be processed"
+            raise InvalidInputLine(msg) from None
+        except BaseException:
+            self.target.finish()
+            raise
 
 
 @dataclass
@@ -81,7 +121,6 @@ class TargetAdobeAEP(Target):
 
     name = "target-adobe-aep"
     default_sink_class = AEPSink
-    message_reader_class = InputReader
 
     config_jsonschema = th.PropertiesList(
         # IMS
@@ -257,6 +296,16 @@ class TargetAdobeAEP(Target):
             description="Timeout of each HTTP request.",
         ),
         th.Property(
+            "retry_budget_seconds",
+            th.IntegerType(minimum=1),
+            default=300,
+            description="Longest time one request may take, its retries and waits included; then the run fails.",
+        ),
+        _string(
+            "ca_bundle",
+            "PEM file of the CA certificates to verify Adobe's TLS certificates with, instead of the system's.",
+        ),
+        th.Property(
             "dry_run",
             th.BooleanType,
             default=False,
@@ -268,27 +317,42 @@ class TargetAdobeAEP(Target):
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, message_reader=InputReader(self), **kwargs)
+        self.clock = Clock()  # every wait of the run; a termination signal stops it
         self._stats_lock = threading.Lock()
         self.stats: dict[str, StreamStats] = {}
         self._batches_lock = threading.Lock()  # sinks drain (and so publish) from several threads at once
         self._batches: list[Future] = []
         self._last_batch_of: dict[str, Future] = {}  # per stream: its batches are published one after the other
-        self._last_written_state: dict | None = None
+        self.active_sinks: dict[str, AEPSink] = {}  # the sink of each stream, as the SDK's get_sink returns it
+        self._input_state: dict | None = None  # the latest STATE value read
+        self._written_state: dict | None = None  # the last one written (or withheld, in a dry run)
+        self._checkpoint_at = 0.0
         self._finished = False
         self.profile_guardrail_kb: dict[str, int] = {}  # per stream: Profile's size limit of what it writes
+        if threading.current_thread() is threading.main_thread():  # where Python allows signal handlers
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self.on_termination_signal)
 
     # -- shared services, created on first use by a sink's setup (i.e. at SCHEMA time) -------------------------
 
     @functools.cached_property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
-            max_tries=self.config["max_retries"] + 1, base_seconds=self.config["retry_backoff_ms"] / 1000
+            max_tries=self.config["max_retries"] + 1,
+            base_seconds=self.config["retry_backoff_ms"] / 1000,
+            budget_seconds=float(self.config["retry_budget_seconds"]),
+            timeout_seconds=float(self.config["request_timeout_seconds"]),
+            clock=self.clock,
         )
 
     @functools.cached_property
     def session(self) -> requests.Session:
-        return new_session(self.config["max_concurrency"])
+        ca_bundle = self.config.get("ca_bundle")
+        if ca_bundle and not Path(ca_bundle).expanduser().is_file():
+            msg = f"setting 'ca_bundle' names no readable file: {ca_bundle!r}"
+            raise ConfigError(msg)
+        return new_session(self.config["max_concurrency"], str(Path(ca_bundle).expanduser()) if ca_bundle else None)
 
     def _required(self, *names: str) -> list[str]:
         missing = [name for name in names if not self.config.get(name)]
@@ -307,7 +371,6 @@ class TargetAdobeAEP(Target):
             client_secret=client_secret,
             scopes=self.config["scopes"],
             retry=self.retry_policy,
-            timeout=float(self.config["request_timeout_seconds"]),
         )
 
     @functools.cached_property
@@ -322,7 +385,6 @@ class TargetAdobeAEP(Target):
             org_id=org_id,
             sandbox_name=self.config["sandbox_name"],
             retry=self.retry_policy,
-            timeout=float(self.config["request_timeout_seconds"]),
         )
 
     @functools.cached_property
@@ -348,7 +410,6 @@ class TargetAdobeAEP(Target):
             max_requests_per_second=float(self.config["max_requests_per_second"]),
             max_concurrency=self.config["max_concurrency"],
             retry=self.retry_policy,
-            timeout=float(self.config["request_timeout_seconds"]),
         )
 
     @functools.cached_property
@@ -434,7 +495,7 @@ class TargetAdobeAEP(Target):
 
     def wait_for_batches(self) -> None:
         """Send what every stream holds back, and return once every batch is done; raise the first failure."""
-        for sink in list(self._sinks_active.values()):
+        for sink in list(self.active_sinks.values()):
             sink.flush()
         with self._batches_lock:
             batches = list(self._batches)
@@ -445,69 +506,97 @@ class TargetAdobeAEP(Target):
                  key_properties: Any = None) -> AEPSink:  # fmt: skip
         """The SDK's sink lookup; a sink replaced by a schema change is drained first, so its records go out
         before any record that follows the new SCHEMA (the SDK would leave them until the next full drain)."""
-        existing = self._sinks_active.get(stream_name) if schema is not None else None  # RECORDs pass no schema
+        if schema is None:  # a RECORD: the stream's sink (the SDK checked that it exists)
+            return self.active_sinks[stream_name]
+        existing = self.active_sinks.get(stream_name)
         if existing is not None and (existing.original_schema, existing.key_properties) != (schema, key_properties):
             self.drain_one(existing)
             existing.flush()
-        return super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties)
+        sink = cast(AEPSink, super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties))
+        self.active_sinks[stream_name] = sink
+        return sink
 
-    def _process_state_message(self, message_dict: dict) -> None:
-        super()._process_state_message(message_dict)
-        if self._max_record_age_in_minutes * 60 >= self.config["state_checkpoint_seconds"]:
-            self.drain_all()
+    # -- STATE: written only once everything before it is in AEP or the dead letter ---------------------------
 
-    def _write_state_message(self, state: dict) -> None:
-        # The SDK writes STATE after draining every sink; our drains may still be publishing: wait for them, so
-        # the state covers only records that AEP accepted or the dead letter holds. A failure raises: no state.
-        self.wait_for_batches()
-        if self.config["dry_run"]:
-            if self._last_written_state is None:
-                self.logger.info("Dry run: STATE messages are withheld, so bookmarks do not move")
-                self._last_written_state = {}
+    def process_state(self, message: dict) -> None:
+        """A STATE message from the tap: kept, and written at the next checkpoint (``state_checkpoint_seconds``
+        since the last one: every stream is drained first) or at the end of the input."""
+        self.message_reader.assert_line_requires(message, requires={"value"})
+        value = message["value"]
+        if type(value) is not dict:
+            msg = (
+                f"A STATE message holds a {type(value).__name__}, not a JSON object: it is not forwarded (Meltano "
+                "would store it and fail every later run); fix the tap, or the stored state with `meltano state set`"
+            )
+            raise InvalidStateMessage(msg)
+        if value == self._input_state:
             return
-        if state != self._last_written_state:  # a checkpoint may already have written it
-            super()._write_state_message(state)
-            self._last_written_state = state
+        self._input_state = value
+        if self.clock.now() - self._checkpoint_at >= self.config["state_checkpoint_seconds"]:
+            self.drain_all()
+            self.write_state()
+
+    def write_state(self) -> None:
+        """Write the latest STATE read, once every batch so far is done (each record accepted by AEP or written to
+        the dead letter) and every held message sent; a failure raises, and nothing is written."""
+        self.wait_for_batches()
+        self._checkpoint_at = self.clock.now()
+        state = self._input_state
+        if state is None or state == self._written_state:
+            return
+        first, self._written_state = self._written_state is None, state
+        if self.config["dry_run"]:
+            if first:
+                self.logger.info("Dry run: STATE messages are withheld, so bookmarks do not move")
+            return
+        sys.stdout.write(json.dumps(state) + "\n")
+        sys.stdout.flush()
 
     # -- run lifecycle --------------------------------------------------------------------------------------
 
-    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """Stop at once, writing no STATE (the SDK drains and writes STATE from the signal handler, over records
-        that the interrupted code had taken out of their batch but not yet published). The last STATE written
-        stays true; the next run sends again what came after it. Exits 128 + the signal number: a failed run."""
+    def start_input(self) -> None:
+        """Before the first line of input is read: the dead letter repaired, the settings checked (preflight)."""
+        self._checkpoint_at = self.clock.now()
+        _ = self.dead_letter
+        if self.config["preflight"]:
+            self.preflight.check_connection()
+
+    def on_termination_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM or SIGINT: stop within seconds, writing no STATE. Every wait (retry backoff, rate limits) ends
+        at once; the last STATE written stays true, and the next run sends again what came after it. Exits
+        128 + the signal number: a failed run. A second signal (Meltano and the OS may both send one) is ignored.
+        """
+        if self.clock.stopped:
+            return
+        self.clock.stop()
         self.logger.warning(
             "Received termination signal %d: stopping without writing STATE; the next run resumes from the last "
             "STATE written",
             signum,
         )
+        threading.Thread(target=_exit_after_grace, args=(128 + signum,), daemon=True).start()
         sys.exit(128 + signum)
 
     def process_endofpipe(self) -> None:
-        """The end of the input: every batch is sent (held messages too) and done, even when no STATE came."""
+        """The end of the input: every batch is sent (held messages too) and done, then the last STATE written."""
         try:
             super().process_endofpipe()
-            self.wait_for_batches()
+            self.write_state()
         finally:
-            self._finish()
+            self.finish()
 
-    def listen(self, file_input: IO[str] | None = None) -> None:
-        try:
-            if self.config["preflight"]:
-                self.preflight.check_connection()  # before the first line of input is read
-            super().listen(file_input)
-        finally:
-            self._finish()  # also when the input fails before its end
-
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        """Shut the services down and log the summary; after a termination signal, without waiting for them."""
         if self._finished:
             return
         self._finished = True
+        wait_for_work = not self.clock.stopped
         if "_batch_executor" in self.__dict__:
-            self._batch_executor.shutdown(wait=True, cancel_futures=True)
+            self._batch_executor.shutdown(wait=wait_for_work, cancel_futures=True)
         if "conversions" in self.__dict__:
-            self.conversions.shutdown()
+            self.conversions.shutdown(wait=wait_for_work)
         if "publisher" in self.__dict__:
-            self.publisher.close()
+            self.publisher.close(wait=wait_for_work)
         for stream, stats in sorted(self.stats.items()):
             summary = " ".join(f"{name}={value}" for name, value in asdict(stats).items())
             self.logger.info("Summary for stream '%s': %s", stream, summary)
@@ -519,6 +608,21 @@ class TargetAdobeAEP(Target):
                 )  # fmt: skip
         if "dead_letter" in self.__dict__ and self.dead_letter.count:
             self.logger.warning("%d record(s) dead-lettered to %s", self.dead_letter.count, self.dead_letter.path)
+
+
+# After a termination signal, requests already sent get this long to end before the process exits regardless.
+TERMINATION_GRACE_SECONDS = 5.0
+
+
+def _exit_after_grace(code: int) -> None:
+    """Exit with ``code`` once the grace period is over, if the process has not ended by then: a request in
+    flight may take up to request_timeout_seconds, and Python waits for the threads sending them."""
+    time.sleep(TERMINATION_GRACE_SECONDS)
+    logging.getLogger(TargetAdobeAEP.name).warning("Requests still in flight after %.0f s: exiting now",
+                                                   TERMINATION_GRACE_SECONDS)  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from emulators.adobe import ADOBE
 from emulators.server import REQUEST_LOG, BackgroundServer
+from target_adobe_aep.connection import Clock, Interrupted
 from target_adobe_aep.target import TargetAdobeAEP
 
 DATA = Path(__file__).parent / "data"
@@ -49,6 +51,44 @@ def stream_messages(stream: str, records: Iterable[dict], state: dict | None = N
     return [*messages, state_message(state)] if state is not None else messages
 
 
+class Output(io.StringIO):
+    """The target's captured output, each write also passed to ``on_write``."""
+
+    def __init__(self, on_write: Callable[[str], None] | None) -> None:
+        super().__init__()
+        self.on_write = on_write
+
+    def write(self, text: str) -> int:
+        if self.on_write is not None:
+            self.on_write(text)
+        return super().write(text)
+
+
+class FakeClock(Clock):
+    """The run's clock moved only by its waits and by ``advance``: waits take no time, and still end in
+    ``Interrupted`` once the clock is stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.time = 1000.0
+        self.waits: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        if self.stopped:
+            raise Interrupted("stopping")
+        with self._lock:
+            self.time += seconds
+            self.waits.append(seconds)
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.time += seconds
+
+
 @dataclass
 class Run:
     target: TargetAdobeAEP
@@ -77,13 +117,23 @@ class Aep:
             return []
         return [json.loads(line) for line in self.dead_letter_path.read_text().splitlines()]
 
-    def run(self, messages: list[dict | Callable[[], object]], *, expect_error: bool = False, **overrides: Any) -> Run:
-        """Run the target in-process over ``messages``; returns the STATE values it printed.
-
-        A callable among the messages runs when the target reads up to it (to wait, revoke tokens, ...).
+    def run(
+        self,
+        messages: Sequence[dict | Callable[[], object]],
+        *,
+        expect_error: bool = False,
+        clock: Clock | None = None,
+        on_output: Callable[[str], None] | None = None,
+        **overrides: Any,
+    ) -> Run:
+        """Run the target in-process over ``messages`` (on ``clock`` when given); returns the STATE values it
+        printed. A callable among the messages runs when the target reads up to it (to revoke tokens, ...);
+        ``on_output`` sees each write to the target's output as it happens.
         """
         target = TargetAdobeAEP(config={**self.config, **overrides})
-        out = io.StringIO()
+        if clock is not None:
+            target.clock = clock
+        out = Output(on_output)
         error = None
 
         def lines() -> Iterator[str]:

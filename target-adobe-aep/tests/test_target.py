@@ -17,12 +17,11 @@ from urllib.parse import quote
 import orjson
 import pytest
 from conftest import SAMPLES, Aep, record_message, schema_message, state_message, stream_messages, tap_schema
-from singer_sdk import Target
 from singer_sdk.sinks import Sink
 
-from target_adobe_aep.connection import ConfigError
+from target_adobe_aep.connection import ConfigError, RetriesExhausted
 from target_adobe_aep.conversion import Converter, InvalidInputRecord
-from target_adobe_aep.dcs import REQUEST_OVERHEAD, Publisher, PublishError, PublishResult, pack
+from target_adobe_aep.dcs import REQUEST_OVERHEAD, Publisher, PublishResult, pack
 from target_adobe_aep.dead_letter import serialized
 from target_adobe_aep.mapping import MappingError
 from target_adobe_aep.rejections import RejectionGuard, SystemicRejection, TooManyRejectedRecords
@@ -100,7 +99,7 @@ def test_429_storm_with_concurrent_requests_loses_nothing(aep: Aep) -> None:
 def test_fatal_publish_error_emits_no_state(aep: Aep) -> None:
     aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"503": 1.0}, "retry_after": 0}]})
     run = aep.run([*stream_messages("transactions", transactions(3), {"t": 3})], expect_error=True, max_retries=2)
-    assert isinstance(run.error, PublishError)
+    assert isinstance(run.error, RetriesExhausted)
     assert run.states == []
     assert len(aep.requests("/collection/batch/")) == 3
 
@@ -402,7 +401,9 @@ def test_console_script_end_to_end(aep: Aep, tmp_path) -> None:
     failed = subprocess.run(command, input=singer, capture_output=True, text=True, timeout=60, check=False)
     assert failed.returncode != 0
     assert failed.stdout == ""
-    assert "DCS still failing after 2 tries" in failed.stderr
+    last = failed.stderr.splitlines()[-1]
+    assert "ERROR" in last
+    assert "DCS answered HTTP 500; gave up after 2 tries in " in last
 
 
 def test_batches_drain_by_bytes_into_full_requests_and_state_waits_for_them(
@@ -421,18 +422,15 @@ def test_batches_drain_by_bytes_into_full_requests_and_state_waits_for_them(
 
     monkeypatch.setattr(Publisher, "publish", recording_publish)
     written: list[tuple[dict, int]] = []
-    write_state = Target._write_state_message
 
-    def recording_write_state(self: Target, state: dict) -> None:
-        written.append((state, aep.counts()[aep.config["event_dataset_id"]]["accepted"]))
-        write_state(self, state)
+    def record_state(line: str) -> None:  # what AEP holds when the target writes the STATE line
+        written.append((json.loads(line), aep.counts()[aep.config["event_dataset_id"]]["accepted"]))
 
-    monkeypatch.setattr(Target, "_write_state_message", recording_write_state)
     records = transactions(400)
     messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:250]),
                 state_message({"t": 250}), *(record_message("transactions", r) for r in records[250:]),
                 state_message({"t": 400})]  # fmt: skip
-    run = aep.run(messages, max_request_bytes=20_000, requests_per_batch=3)
+    run = aep.run(messages, max_request_bytes=20_000, requests_per_batch=3, on_output=record_state)
     assert run.states == [{"t": 400}]
     assert written == [({"t": 400}, 400)]
     assert sum(map(len, drains)) == 400
@@ -522,7 +520,7 @@ def test_a_background_batch_failure_stops_the_run_before_any_state(aep: Aep) -> 
                 state_message({"t": 100}), *(record_message("transactions", r) for r in records[100:]),
                 state_message({"t": 200})]  # fmt: skip
     run = aep.run(messages, expect_error=True, max_retries=0, max_request_bytes=20_000, requests_per_batch=1)
-    assert isinstance(run.error, PublishError)
+    assert isinstance(run.error, RetriesExhausted)
     assert run.states == []
 
 
