@@ -87,10 +87,6 @@ class InputReader(MsgSpecReader):
         self.target.start_input()
         try:
             return super().process_lines(file_input, {**callbacks, SingerMessageType.STATE: self.target.process_state})
-        except RecursionError:  # a record nested too deeply for the SDK (its stream maps copy records)
-            self.target.finish()
-            msg = "A record is nested too deeply to be processed"
-            raise InvalidInputLine(msg) from None
         except BaseException:
             self.target.finish()
             raise

@@ -119,7 +119,7 @@ class Aep:
 
     def run(
         self,
-        messages: Sequence[dict | Callable[[], object]],
+        messages: Sequence[dict | str | Callable[[], object]],
         *,
         expect_error: bool = False,
         clock: Clock | None = None,
@@ -127,7 +127,8 @@ class Aep:
         **overrides: Any,
     ) -> Run:
         """Run the target in-process over ``messages`` (on ``clock`` when given); returns the STATE values it
-        printed. A callable among the messages runs when the target reads up to it (to revoke tokens, ...);
+        printed. A string among the messages is sent as the line it is; a callable runs when the target reads up
+        to it (to revoke tokens, ...);
         ``on_output`` sees each write to the target's output as it happens.
         """
         target = TargetAdobeAEP(config={**self.config, **overrides})
@@ -141,7 +142,7 @@ class Aep:
                 if callable(item):
                     item()
                 else:
-                    yield json.dumps(item) + "\n"
+                    yield (item if isinstance(item, str) else json.dumps(item)) + "\n"
 
         with contextlib.redirect_stdout(out):
             try:
