@@ -6,6 +6,7 @@ import copy
 import datetime
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -382,6 +383,32 @@ def test_secrets_never_reach_logs_or_the_dead_letter(aep: Aep, caplog: pytest.Lo
     failed = aep.run(stream_messages("transactions", records), expect_error=True, client_secret="s3cr3t-wrong")
     assert "s3cr3t-wrong" not in str(failed.error)
     assert "s3cr3t-wrong" not in caplog.text
+
+
+def test_debug_logging_is_linear_and_holds_no_record_values(aep: Aep, tmp_path: Path) -> None:
+    """At DEBUG the SDK logs each record's batch context; the records of the batch are not in it (they were: a log
+    quadratic in the input, with every e-mail and mobile number in it), nor anywhere else in the log."""
+    count = 2000
+    customers = [{**SAMPLES["customers"][0], "customer_id": 10_000 + i, "email": f"Person.{i}@Example.com",
+                  "mobile": f"91{9_000_000_000 + i}", "external_id": f"EXT-{i}"} for i in range(count)]  # fmt: skip
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**aep.config, "batch_size_rows": 500}))
+    singer = "".join(json.dumps(m) + "\n" for m in stream_messages("customers", customers, {"t": count}))
+    command = [str(Path(sys.executable).parent / "target-adobe-aep"), "--config", str(config)]
+    environment = {**os.environ, "TARGET_ADOBE_AEP_LOGLEVEL": "DEBUG"}
+    done = subprocess.run(command, input=singer, capture_output=True, text=True, timeout=120, check=False,
+                          env=environment)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [json.dumps({"t": count})]
+    log = done.stderr
+    assert "| DEBUG" in log
+    assert len(log) < 400 * count + 200_000  # about 250 bytes a record: the SDK's "Processed record" line
+    lowered = log.lower()
+    values = [c["email"].lower() for c in customers] + [c["mobile"] for c in customers] + ["zoe", "muller"]
+    assert [value for value in values if value in lowered] == []
+    grants = aep.server.call(lambda: list(aep.state.issuer._grants))
+    assert grants
+    assert [secret for secret in [aep.config["client_secret"], *grants] if secret in log] == []
 
 
 def test_console_script_end_to_end(aep: Aep, tmp_path) -> None:
