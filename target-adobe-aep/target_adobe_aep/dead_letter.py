@@ -35,11 +35,20 @@ PRIVATE_MODE = 0o600  # files that hold records (personal data): readable by the
 
 @contextlib.contextmanager
 def private_file(path: Path) -> Iterator[BinaryIO]:
-    """``path`` opened to append, created (with its directory) readable and writable by its owner only."""
+    """``path`` opened to append (unbuffered: see ``write_all``), created (with its directory) readable and
+    writable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
-    with os.fdopen(descriptor, "ab") as file:
+    with os.fdopen(descriptor, "ab", buffering=0) as file:
         yield file
+
+
+def write_all(file: BinaryIO, data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file: a failure leaves no buffered rest to be written later (when
+    the file closes), after a partial write was cut off."""
+    view = memoryview(data)
+    while view:
+        view = view[file.write(view) :]
 
 
 class DeadLetterError(RuntimeError):
@@ -91,8 +100,7 @@ class DeadLetter:
             file.seek(keep)
             tail = file.read()
             with private_file(self.torn_path) as torn:
-                torn.write(tail + b"\n")
-                torn.flush()
+                write_all(torn, tail + b"\n")
                 os.fsync(torn.fileno())
             file.truncate(keep)
             os.fsync(file.fileno())
@@ -115,11 +123,10 @@ class DeadLetter:
                 with private_file(self.path) as file:
                     start = file.seek(0, os.SEEK_END)
                     try:
-                        file.write(lines)
-                        file.flush()
+                        write_all(file, lines)
                         os.fsync(file.fileno())
                     except OSError:
-                        with contextlib.suppress(OSError):  # cut the partial write off; _repair would otherwise
+                        with contextlib.suppress(OSError):  # cut a partial write off (else _repair moves it later)
                             file.truncate(start)
                         raise
             except OSError as exc:

@@ -24,7 +24,7 @@ from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from target_adobe_aep.conversion import DATE_PARSERS, GUARDRAIL_BYTES, ConversionSpec, Failure, InvalidInputRecord
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, RequestFill, pack
-from target_adobe_aep.dead_letter import private_file, serialized
+from target_adobe_aep.dead_letter import private_file, serialized, write_all
 from target_adobe_aep.mapping import compile_mapping, missing_source_paths
 from target_adobe_aep.sdk_adapter import WorkerParsedDatesSink, get_datelike_property_type
 
@@ -209,7 +209,7 @@ class AEPSink(WorkerParsedDatesSink):
             counts = {**counts, "over_profile_guardrail": sum(len(m) > largest_kept for m, _, _ in sendable)}
         if self.config["dry_run"]:
             with private_file(self.dry_run_file) as file:
-                file.write(b"".join(m + b"\n" for m, _, _ in sendable))
+                write_all(file, b"".join(m + b"\n" for m, _, _ in sendable))
             self._finish_batch(dead, written=len(sendable), **counts)
             return
         held, self._held = self._held, []
