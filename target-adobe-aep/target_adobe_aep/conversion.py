@@ -229,5 +229,5 @@ class ConversionPool:
             for start in range(0, len(raws), CHUNK_RECORDS)
         ]
 
-    def shutdown(self, wait: bool = True) -> None:
-        self._executor.shutdown(wait=wait, cancel_futures=True)
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -586,13 +586,13 @@ class TargetAdobeAEP(Target):
         if self._finished:
             return
         self._finished = True
-        wait_for_work = not self.clock.stopped
+        wait_for_requests = not self.clock.stopped
         if "_batch_executor" in self.__dict__:
-            self._batch_executor.shutdown(wait=wait_for_work, cancel_futures=True)
+            self._batch_executor.shutdown(wait=wait_for_requests, cancel_futures=True)
         if "conversions" in self.__dict__:
-            self.conversions.shutdown(wait=wait_for_work)
+            self.conversions.shutdown()  # chunks take milliseconds (and a process pool left running can fail at exit)
         if "publisher" in self.__dict__:
-            self.publisher.close(wait=wait_for_work)
+            self.publisher.close(wait=wait_for_requests)
         for stream, stats in sorted(self.stats.items()):
             summary = " ".join(f"{name}={value}" for name, value in asdict(stats).items())
             self.logger.info("Summary for stream '%s': %s", stream, summary)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +174,63 @@ class Aep:
 
     def requests(self, path_prefix: str) -> list[dict]:
         return [e for e in self.server.app[REQUEST_LOG].entries if e["path"].startswith(path_prefix)]
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Answers every request with ``server.answer(handler)`` -> (status, headers, body); counts requests."""
+
+    server: LoopbackServer
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.hits.append(self.path)
+        status, headers, body = self.server.answer(self)
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A server on a free loopback port answering as ``answer`` says (for what the emulator does not do)."""
+
+    def __init__(self, answer: Callable[[Handler], tuple[int, dict[str, str], bytes]]) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.answer = answer
+        self.hits: list[str] = []  # requests answered
+        self.connections = 0  # connections accepted, TLS handshakes that failed included
+
+    def get_request(self) -> tuple[Any, Any]:
+        self.connections += 1
+        return super().get_request()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client gone before its answer (a killed target) is expected here
+
+
+@contextlib.contextmanager
+def serving(answer: Callable[[Handler], tuple[int, dict[str, str], bytes]],
+            tls: ssl.SSLContext | None = None) -> Iterator[LoopbackServer]:  # fmt: skip
+    server = LoopbackServer(answer)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def base_url(server: LoopbackServer, scheme: str = "http") -> str:
+    return f"{scheme}://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture

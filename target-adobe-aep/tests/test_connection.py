@@ -3,21 +3,17 @@ time budget, Retry-After, and waits that a termination signal ends."""
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import ssl
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 import trustme
-from conftest import Aep, FakeClock
+from conftest import Aep, FakeClock, Handler, base_url, serving
 
 from target_adobe_aep.connection import (
     Clock,
@@ -30,59 +26,6 @@ from target_adobe_aep.connection import (
 )
 from target_adobe_aep.dcs import RateLimiter
 from target_adobe_aep.target import TargetAdobeAEP
-
-
-class Handler(BaseHTTPRequestHandler):
-    """Answers every request with ``server.answer(handler)`` -> (status, headers, body); counts requests."""
-
-    server: LoopbackServer
-
-    def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.hits.append(self.path)
-        status, headers, body = self.server.answer(self)
-        self.send_response(status)
-        for name, value in {**headers, "Content-Length": str(len(body))}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-class LoopbackServer(ThreadingHTTPServer):
-    def __init__(self, answer: Callable[[Handler], tuple[int, dict[str, str], bytes]]) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.answer = answer
-        self.hits: list[str] = []  # requests answered
-        self.connections = 0  # connections accepted, TLS handshakes that failed included
-
-    def get_request(self) -> tuple[Any, Any]:
-        self.connections += 1
-        return super().get_request()
-
-
-@contextlib.contextmanager
-def serving(answer: Callable[[Handler], tuple[int, dict[str, str], bytes]],
-            tls: ssl.SSLContext | None = None) -> Iterator[LoopbackServer]:  # fmt: skip
-    server = LoopbackServer(answer)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def base_url(server: LoopbackServer, scheme: str = "http") -> str:
-    return f"{scheme}://127.0.0.1:{server.server_address[1]}"
-
 
 # Each client, the setting that points it at the redirecting server, and the emulator paths it would reach.
 CLIENTS: dict[str, tuple[str, str, Callable[[TargetAdobeAEP], object]]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import json
@@ -10,14 +11,26 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 import pytest
-from conftest import SAMPLES, Aep, record_message, schema_message, state_message, stream_messages, tap_schema
+from conftest import (
+    SAMPLES,
+    Aep,
+    Handler,
+    base_url,
+    record_message,
+    schema_message,
+    serving,
+    state_message,
+    stream_messages,
+    tap_schema,
+)
 from singer_sdk.sinks import Sink
 
 from target_adobe_aep.connection import ConfigError, RetriesExhausted
@@ -585,49 +598,113 @@ def test_an_input_record_its_schema_refuses_stops_the_run_before_any_state(aep: 
     assert aep.counts()[aep.config["event_dataset_id"]]["accepted"] <= 20
 
 
-def _publishing_target(aep: Aep, tmp_path: Path, messages: list[dict], **config: Any) -> subprocess.Popen:
-    """The target's executable, given ``messages`` on a stdin left open (as while the tap still runs), once it
-    has sent its first DCS request."""
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps({**aep.config, **config}))
-    command = [str(Path(sys.executable).parent / "target-adobe-aep"), "--config", str(config_file)]
-    pipe = subprocess.PIPE
-    process = subprocess.Popen(command, stdin=pipe, stdout=pipe, stderr=pipe, text=True)
-    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
-    process.stdin.flush()
-    deadline = time.monotonic() + 30
-    while not aep.requests("/collection/batch/") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert aep.requests("/collection/batch/"), "the target never published"
-    return process
+class TargetProcess:
+    """The target's executable reading ``messages`` from a stdin left open (as while the tap still runs); its log
+    is read as it comes."""
+
+    def __init__(self, aep: Aep, tmp_path: Path, messages: list[dict], **config: Any) -> None:
+        config_file = tmp_path / "config.json"
+        config_file.write_text(json.dumps({**aep.config, **config}))
+        command = [str(Path(sys.executable).parent / "target-adobe-aep"), "--config", str(config_file)]
+        pipe = subprocess.PIPE
+        self.process = subprocess.Popen(command, stdin=pipe, stdout=pipe, stderr=pipe, text=True)
+        self.log: list[str] = []
+        self._logged = threading.Condition()
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        assert self.process.stdin is not None
+        self.process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+        self.process.stdin.flush()
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._logged:
+                self.log.append(line)
+                self._logged.notify_all()
+
+    def wait_for_log(self, text: str) -> None:
+        with self._logged:
+            found = self._logged.wait_for(lambda: any(text in line for line in self.log), timeout=60)
+        assert found, "".join(self.log)
+
+    def end(self, timeout: float) -> tuple[int, str, str]:
+        """Exit status, output and log, once the process ended (within ``timeout`` seconds) and no process holds
+        its output."""
+        status = self.process.wait(timeout=timeout)
+        assert self.process.stdout is not None
+        out = self.process.stdout.read()
+        self._reader.join()
+        return status, out, "".join(self.log)
 
 
-def test_sigterm_stops_without_state_while_batches_are_in_flight(aep: Aep, tmp_path: Path) -> None:
-    """A SIGTERM while a batch publishes and the next one waits for it: exit 143 and no STATE (the SDK's handler
-    would drain and write a STATE over records the interrupted code had taken but not sent)."""
-    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "latency_ms": 3000}]})
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_a_retry_wait_at_once(aep: Aep, tmp_path: Path, signum: int) -> None:
+    """DCS asks to retry in 60 s; the signal ends that wait: exit 128 + n, no STATE, no traceback (the wait
+    outlasted the signal by minutes before)."""
+    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"429": 1.0},
+                                      "retry_after": 60}]})  # fmt: skip
+    records = transactions(20)
+    messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:10]),
+                state_message({"t": 10}), *(record_message("transactions", r) for r in records[10:])]  # fmt: skip
+    target = TargetProcess(aep, tmp_path, messages, batch_size_rows=10, state_checkpoint_seconds=0)
+    target.wait_for_log("DCS answered HTTP 429; retry 1 of 5 in 60.00 s")
+    target.process.send_signal(signum)
+    status, out, log = target.end(timeout=30)
+    assert status == 128 + signum
+    assert out == ""
+    assert f"Received termination signal {signum}: stopping without writing STATE" in log
+    assert "exiting now" not in log  # the wait ended: no need for the exit after the grace period
+    assert "Traceback" not in log, log
+    assert len(aep.requests("/collection/batch/")) == 1
+
+
+@contextlib.contextmanager
+def unanswered_inlet(aep: Aep) -> Iterator[tuple[str, threading.Event]]:
+    """An inlet URL whose requests are never answered while the block runs, and the event of the first one."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def never_answering(_: Handler) -> tuple[int, dict[str, str], bytes]:
+        arrived.set()
+        release.wait(timeout=60)
+        return 503, {}, b""
+
+    with serving(never_answering) as inlet:
+        try:
+            yield f"{base_url(inlet)}/collection/{aep.server.config.auth_inlet_id}", arrived
+        finally:
+            release.set()
+
+
+def test_a_signal_ends_the_run_within_seconds_while_a_request_is_in_flight(aep: Aep, tmp_path: Path) -> None:
+    """An inlet that does not answer: the target exits 5 s after SIGTERM, writing no STATE (it used to wait for the
+    request and, through the SDK's handler, drain and write a STATE over records not yet sent)."""
     records = transactions(20)
     messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:19]),
                 state_message({"t": 19}), record_message("transactions", records[19])]  # fmt: skip
-    process = _publishing_target(aep, tmp_path, messages, batch_size_rows=10)
-    time.sleep(0.3)  # the second batch is full and waits for the first
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 128 + signal.SIGTERM
+    with unanswered_inlet(aep) as (inlet_url, arrived):
+        target = TargetProcess(aep, tmp_path, messages, batch_size_rows=10, preflight=False, inlet_url=inlet_url)
+        assert arrived.wait(timeout=60)
+        target.process.send_signal(signal.SIGTERM)
+        status, out, log = target.end(timeout=15)
+    assert status == 128 + signal.SIGTERM
     assert out == ""
-    assert "Received termination signal 15: stopping without writing STATE" in err
+    assert "Received termination signal 15: stopping without writing STATE" in log
+    assert "Requests still in flight after 5 s: exiting now" in log
 
 
 def test_a_killed_target_leaves_no_process_holding_its_output(aep: Aep, tmp_path: Path) -> None:
     """SIGKILL while batches are converted and published: the conversion workers (and multiprocessing's helper
     processes) end with the target, so whoever reads its stdout and stderr (Meltano) sees both close."""
-    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "latency_ms": 3000}]})
     records = transactions(60)
     messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records)]
-    process = _publishing_target(aep, tmp_path, messages, batch_size_rows=10, conversion_workers=2)
-    process.kill()
-    out, _ = process.communicate(timeout=30)  # returns only once no process holds the pipes
-    assert process.returncode == -signal.SIGKILL
+    with unanswered_inlet(aep) as (inlet_url, arrived):
+        target = TargetProcess(aep, tmp_path, messages, batch_size_rows=10, conversion_workers=2, preflight=False,
+                               inlet_url=inlet_url)  # fmt: skip
+        assert arrived.wait(timeout=60)
+        target.process.kill()
+        status, out, _ = target.end(timeout=30)  # returns only once no process holds the pipes
+    assert status == -signal.SIGKILL
     assert out == ""
 
 
