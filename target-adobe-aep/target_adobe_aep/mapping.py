@@ -98,7 +98,7 @@ def _to_datetime(value: Any) -> datetime.datetime:
     if isinstance(value, datetime.datetime):
         return value
     if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
-        seconds = float(value) / 1000 if abs(value) >= _EPOCH_MS_THRESHOLD else float(value)
+        seconds = float(value) / 1000 if abs(float(value)) >= _EPOCH_MS_THRESHOLD else float(value)
         return datetime.datetime.fromtimestamp(seconds, _UTC)
     if isinstance(value, str):
         return datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))

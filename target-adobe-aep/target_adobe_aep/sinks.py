@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,7 +198,7 @@ class AEPSink(WorkerParsedDatesSink):
         sendable: list[tuple[bytes, bytes, Any]] = []
         dead: list[dict] = []
         for key, raw, result in zip(keys, raws, results, strict=True):
-            if type(result) is bytes:
+            if isinstance(result, bytes):
                 sendable.append((result, raw, key))
             else:
                 dead.append(self._dead(*result, raw))
@@ -210,7 +211,7 @@ class AEPSink(WorkerParsedDatesSink):
         if self.config["dry_run"]:
             with private_file(self.dry_run_file) as file:
                 write_all(file, b"".join(m + b"\n" for m, _, _ in sendable))
-            self._finish_batch(dead, written=len(sendable), **counts)
+            self._finish_batch(dead, {**counts, "written": len(sendable)})
             return
         held, self._held = self._held, []
         if held and self.key_properties:
@@ -240,9 +241,11 @@ class AEPSink(WorkerParsedDatesSink):
             counts = {**counts, "sent": len(messages), "accepted": result.accepted, "requests": result.requests,
                       "retries": result.retries}  # fmt: skip
             whole_requests_refused = result.whole_requests_refused
-        self._finish_batch(dead, whole_requests_refused, **counts)
+        self._finish_batch(dead, counts, whole_requests_refused)
 
-    def _finish_batch(self, dead: list[dict], whole_requests_refused: list[str] = (), **counts: int) -> None:
+    def _finish_batch(
+        self, dead: list[dict], counts: dict[str, int], whole_requests_refused: Sequence[str] = ()
+    ) -> None:
         """Count the batch, stop the run if its refusals come from a setting (``rejections.py``), dead-letter them,
         then stop the run if too many were refused."""
         target = self._target

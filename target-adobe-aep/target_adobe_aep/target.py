@@ -23,7 +23,7 @@ from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import InvalidInputLine
-from singer_sdk.singerlib.encoding.base import SingerMessageType
+from singer_sdk.singerlib import SingerMessageType
 
 from target_adobe_aep.connection import Clock, ConfigError, RetryPolicy, checked_url, new_session
 from target_adobe_aep.conversion import ConversionPool, Envelope
