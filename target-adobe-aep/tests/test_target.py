@@ -31,12 +31,10 @@ from conftest import (
     stream_messages,
     tap_schema,
 )
-from singer_sdk.sinks import Sink
 
 from target_adobe_aep.connection import ConfigError, RetriesExhausted
-from target_adobe_aep.conversion import Converter, InvalidInputRecord
+from target_adobe_aep.conversion import InvalidInputRecord
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, Publisher, PublishResult, pack
-from target_adobe_aep.dead_letter import serialized
 from target_adobe_aep.mapping import MappingError
 from target_adobe_aep.rejections import RejectionGuard, SystemicRejection, TooManyRejectedRecords
 from target_adobe_aep.sinks import AEPSink
@@ -562,22 +560,6 @@ def test_a_background_batch_failure_stops_the_run_before_any_state(aep: Aep) -> 
     run = aep.run(messages, expect_error=True, max_retries=0, max_request_bytes=20_000, requests_per_batch=1)
     assert isinstance(run.error, RetriesExhausted)
     assert run.states == []
-
-
-def test_conversion_parses_timestamps_as_the_sdk_does(aep: Aep) -> None:
-    """Records are converted from their serialized form; the converter parses date-like properties exactly as
-    the SDK's own method would have (same XDM), and stops on a value the SDK would stop on."""
-    run = aep.run([schema_message("transactions")], dry_run=True)
-    sink = run.target.get_sink("transactions")
-    converter = Converter(sink._spec)
-    for sample in transactions(2):
-        parsed = copy.deepcopy(sample)
-        Sink._parse_timestamps_in_record(sink, parsed, sink.schema, sink.datetime_error_treatment)
-        assert isinstance(parsed["billed_at"], datetime.datetime)
-        assert converter.message(serialized(sample)) == sink.envelope.wrap(orjson.dumps(sink.mapping.convert(parsed)))
-    invalid = {**transactions(1)[0], "billed_at": "not a time"}
-    with pytest.raises(InvalidInputRecord, match="Could not parse value 'not a time' for field 'billed_at'"):
-        converter.message(serialized(invalid))
 
 
 @pytest.mark.parametrize("conversion_workers", [0, 1])
