@@ -136,8 +136,7 @@ class TargetAdobeAEP(Target):
         # Streaming
         _string(
             "inlet_url",
-            "Streaming inlet URL of the HTTP API source connection, https://dcs.adobedc.net/collection/{inletId}; "
-            "records go to its /collection/batch/ endpoint.",
+            "Streaming inlet URL, https://dcs.adobedc.net/collection/{inletId}; records go to its batch endpoint.",
         ),
         _string("flow_id", "Dataflow id: sent as header.flowId and x-adobe-flow-id."),
         th.Property(
@@ -161,14 +160,14 @@ class TargetAdobeAEP(Target):
                 additional_properties=th.StringType,
             ),
             default=DEFAULT_IDENTITY_NAMESPACES,
-            description="Identity namespace code per identifier kind used by 'identity' mapping rules; keys given "
-            "here replace the defaults one by one. Custom namespaces must exist in Identity Service.",
+            description="Identity namespace per identifier kind of 'identity' mapping rules; keys given replace the "
+            "defaults.",
         ),
         th.Property(
             "mappings",
             th.ObjectType(additional_properties=th.CustomType({"type": ["string", "object"]})),
-            description="Per-stream mapping override: stream name -> mapping file path or inline mapping object. "
-            "Streams not listed use the built-in preset of that name.",
+            description="Per stream: a mapping file path or an inline mapping; other streams use the built-in preset "
+            "of their name.",
         ),
         th.Property(
             "schema_files",
@@ -180,10 +179,8 @@ class TargetAdobeAEP(Target):
             "preflight",
             th.BooleanType,
             default=True,
-            description="Before reading input, check the settings against Adobe (token, tenant, schemas, datasets' "
-            "schemaRef, one syncValidation probe of the inlet) and, when a stream's SCHEMA arrives, that its mapping "
-            "writes only paths its schema has; a failure stops the run naming the setting to fix. The same checks "
-            "run alone as `target-adobe-aep-admin check`.",
+            description="Check the settings against Adobe before reading input, and each mapping against its schema; "
+            "a failure stops the run.",
         ),
         th.Property(
             "validate_xdm",
@@ -195,17 +192,15 @@ class TargetAdobeAEP(Target):
             "future_timestamp_tolerance_seconds",
             th.IntegerType(minimum=0),
             default=300,
-            description="How far an ExperienceEvent's timestamp may be ahead of this machine's clock (clock skew) "
-            "and still be sent; later ones are dead-lettered. XDM says the timestamp must be in the past, but AEP's "
-            "schema only requires a date-time, so a skewed clock must not cost events.",
+            description="Seconds an event's timestamp may be ahead of this machine's clock and still be sent; later "
+            "ones are dead-lettered.",
         ),
         th.Property(
             "dead_letter_over_profile_guardrail",
             th.BooleanType,
             default=False,
-            description="Dead-letter entities over Real-Time Customer Profile's guardrails (ExperienceEvent 10 KB, "
-            "profile record 100 KB) instead of sending them: the data lake takes them (up to 1 MB), Profile drops "
-            "them. Either way they are counted as over_profile_guardrail in the summary.",
+            description="Dead-letter entities over Profile's guardrails (event 10 KB, profile 100 KB) instead of "
+            "sending them.",
         ),
         _string(
             "dead_letter_path",
@@ -216,17 +211,14 @@ class TargetAdobeAEP(Target):
             "max_rejected_records",
             th.IntegerType(minimum=0),
             default=0,
-            description="Abort once more records than this were dead-lettered in the run (after writing them); 0: "
-            "no limit on the number (max_rejected_percent still applies).",
+            description="Stop once the run dead-lettered more records than this; 0: no limit on the number.",
         ),
         th.Property(
             "max_rejected_percent",
             th.IntegerType(minimum=0, maximum=100),
             default=50,
-            description="Abort once more than this percentage of a stream's records were refused (checked from its "
-            "20th record on, after dead-lettering them): a share that high means a setting or mapping is wrong, "
-            "not the data. 100: never. Refusals no record can cure (wrong org, tenant, dataset/schema, or a "
-            "stream's first 10 records all refused for one reason) stop the run at once regardless.",
+            description="Stop once more than this percentage of a stream's records was refused (from its 20th "
+            "record on); 100: never.",
         ),
         th.Property(
             "max_request_bytes",
@@ -238,17 +230,14 @@ class TargetAdobeAEP(Target):
             "requests_per_batch",
             th.IntegerType(minimum=1),
             default=4,
-            description="A stream's records are sent once their messages fill this many requests of "
-            "max_request_bytes (or batch_size_rows records arrived, or the input ends). Larger batches leave fewer "
-            "part-filled requests; each holds about 2 x max_request_bytes of memory per request and stream.",
+            description="Send a stream's records once their messages fill this many requests of max_request_bytes.",
         ),
         th.Property(
             "state_checkpoint_seconds",
             th.IntegerType(minimum=0),
             default=60,
-            description="On a STATE from the tap, send every pending record and emit that state once this many "
-            "seconds passed since the last checkpoint, so a killed run resumes from there (the SDK alone waits "
-            "5 minutes or the end of input). Lower: finer resume points, more part-filled requests.",
+            description="On a STATE this long after the last checkpoint, send every pending record, then write the "
+            "STATE.",
         ),
         th.Property(
             "max_messages_per_second",
@@ -267,9 +256,8 @@ class TargetAdobeAEP(Target):
             "conversion_workers",
             th.IntegerType(minimum=0),
             default=2,
-            description="Processes that validate input records and convert them to XDM (most of the target's "
-            "CPU) while the target's own process reads input and publishes; 0 converts in a thread of the "
-            "target's process. Each takes about 25 MB. The default suits 2 cores; up to one per core helps.",
+            description="Processes converting records to XDM (about 25 MB each; up to one per core); 0: a thread of "
+            "the target.",
         ),
         th.Property(
             "max_retries",
