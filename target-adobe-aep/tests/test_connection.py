@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -109,6 +110,18 @@ def test_a_dead_service_fails_within_the_retry_budget(aep: Aep) -> None:
     assert 5 < len(aep.requests("/collection/")) < 100
 
 
+def test_an_unreachable_service_fails_after_its_retries_with_one_error(aep: Aep) -> None:
+    with socket.socket() as closed:  # a loopback port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    clock = FakeClock()
+    target = TargetAdobeAEP(config={**aep.config, "ims_url": f"http://127.0.0.1:{port}/ims/token/v3"})
+    target.clock = clock
+    with pytest.raises(RetriesExhausted, match=r"^IMS request failed: ConnectionError; gave up after 6 tries in "):
+        target.tokens.token()
+    assert clock.time - 1000 < 0.32  # 5 backoffs of at most 10, 20, 40, 80 and 160 ms
+
+
 def test_a_storm_is_ridden_out_honouring_retry_after(aep: Aep) -> None:
     storm = {"path": "/collection/batch/*", "status_rates": {"429": 1.0}, "retry_after": 20, "max_faults": 8}
     aep.server.set_faults({"rules": [storm]})
@@ -120,15 +133,16 @@ def test_a_storm_is_ridden_out_honouring_retry_after(aep: Aep) -> None:
     assert sorted(clock.waits)[-8:] == [20] * 8
 
 
-def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+def test_retry_after_is_read_as_seconds_or_an_http_date(monkeypatch: pytest.MonkeyPatch) -> None:
     def answer(value: str) -> requests.Response:
         response = requests.Response()
         response.headers["Retry-After"] = value
         return response
 
-    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    now = 1_700_000_000.0
+    monkeypatch.setattr(time, "time", lambda: now)  # urllib3 reads the date against time.time()
     assert retry_after_seconds(answer("7")) == 7
-    assert 100 < retry_after_seconds(answer(later)) <= 120  # type: ignore[operator]
+    assert retry_after_seconds(answer(email.utils.formatdate(now + 120, usegmt=True))) == 120
     assert retry_after_seconds(answer("Wed, 21 Oct 2015 07:28:00 GMT")) == 0
     assert retry_after_seconds(answer("soon")) is None
     assert retry_after_seconds(requests.Response()) is None
