@@ -187,7 +187,9 @@ def _start_worker() -> None:
 
 
 def _exit_with_target() -> None:
-    multiprocessing.parent_process().join()  # returns once the target's process is gone, however it ended
+    parent = multiprocessing.parent_process()  # a worker always has one
+    if parent is not None:
+        parent.join()  # returns once the target's process is gone, however it ended
     os._exit(1)
 
 

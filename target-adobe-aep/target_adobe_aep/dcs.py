@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import requests
 
-from target_adobe_aep.connection import CONNECTION_ERRORS, RetriableError, RetryPolicy, raise_if_retriable
+from target_adobe_aep.connection import Clock, RetriableError, RetryPolicy, send
 from target_adobe_aep.ims import TokenProvider
 
 logger = logging.getLogger(__name__)
@@ -27,7 +25,7 @@ REQUEST_OVERHEAD = len(_BATCH_OPEN) + len(_BATCH_CLOSE)
 
 
 class PublishError(RuntimeError):
-    """DCS could not be made to take a request; nothing after the last emitted state is acknowledged."""
+    """DCS refused a request in a way no retry cures; nothing after the last emitted state is acknowledged."""
 
 
 def batch_url(inlet_url: str) -> str:
@@ -70,15 +68,12 @@ class RateLimiter:
     burst), and saves at most one second's worth while callers are slower, so the time the target spends
     converting between batches is not lost. A caller takes its units at once and, when the bucket runs short,
     sleeps until the debt is paid, so callers are served in order and a request larger than the bucket still
-    gets through.
+    gets through. Waits go through the run's ``Clock``, so a termination signal ends them.
     """
 
-    def __init__(
-        self, rate: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
-    ) -> None:
+    def __init__(self, rate: float, clock: Clock) -> None:
         self.rate = float(rate)
         self._clock = clock
-        self._sleep = sleep
         self._tokens = 0.0
         self._stamp: float | None = None
         self._lock = threading.Lock()
@@ -86,14 +81,14 @@ class RateLimiter:
     def acquire(self, units: float = 1.0) -> float:
         """Take ``units``, sleeping as needed; returns the time slept."""
         with self._lock:
-            now = self._clock()
+            now = self._clock.now()
             elapsed = 0.0 if self._stamp is None else now - self._stamp
             self._tokens = min(self.rate, self._tokens + elapsed * self.rate)
             self._stamp = now
             self._tokens -= units
             delay = -self._tokens / self.rate if self._tokens < 0 else 0.0
         if delay:
-            self._sleep(delay)
+            self._clock.sleep(delay)
         return delay
 
 
@@ -210,7 +205,6 @@ class Publisher:
         max_requests_per_second: float,
         max_concurrency: int,
         retry: RetryPolicy,
-        timeout: float,
     ) -> None:
         self._session = session
         self._url = batch_url(inlet_url)
@@ -219,14 +213,13 @@ class Publisher:
         if flow_id:
             self._headers["x-adobe-flow-id"] = flow_id
         self.max_request_bytes = max_request_bytes
-        self._messages = RateLimiter(max_messages_per_second)
-        self._requests = RateLimiter(max_requests_per_second)
+        self._messages = RateLimiter(max_messages_per_second, retry.clock)
+        self._requests = RateLimiter(max_requests_per_second, retry.clock)
         self._retry = retry
-        self._timeout = timeout
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="dcs")
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
     def publish(self, messages: list[bytes]) -> PublishResult:
         """Send ``messages`` and wait until each is accepted or rejected; raise ``PublishError`` otherwise."""
@@ -251,20 +244,16 @@ class Publisher:
         result = PublishResult()
         body = _BATCH_OPEN + b",".join(messages[i] for i in indices) + _BATCH_CLOSE
 
-        def count_retry(_error: RetriableError, _wait: float) -> None:
+        def count_retry(_error: RetriableError) -> None:
             result.retries += 1
 
-        def attempt() -> requests.Response:
+        def attempt(timeout: float) -> requests.Response:
             self._requests.acquire()
             self._messages.acquire(len(indices))
             result.requests += 1
-            return self._post(body)
+            return self._post(body, timeout)
 
-        try:
-            response = self._retry.call(attempt, on_retry=count_retry)
-        except RetriableError as exc:
-            msg = f"DCS still failing after {self._retry.max_tries} tries: {exc}"
-            raise PublishError(msg) from None
+        response = self._retry.call(attempt, on_retry=count_retry)
         if response.status_code == 413:
             if len(indices) == 1:
                 result.rejected.append(Rejection(indices[0], 413, f"DCS: payload too large: {_excerpt(response)}"))
@@ -296,27 +285,26 @@ class Publisher:
         """DCS's answer to ``message`` sent alone with ``syncValidation=true`` (streaming-validation.md): a message
         failing validation is refused (400) and dropped. Retried like every request; raises ``PublishError`` when
         the inlet wants a token the settings do not give."""
-        return self._retry.call(lambda: self._post(message, single_url(self._url), {"syncValidation": "true"}))
+        url = single_url(self._url)
+        return self._retry.call(lambda timeout: self._post(message, timeout, url, {"syncValidation": "true"}))
 
-    def _post(self, body: bytes, url: str | None = None, params: dict[str, str] | None = None) -> requests.Response:
-        def send(token: str | None) -> requests.Response:
+    def _post(
+        self, body: bytes, timeout: float, url: str | None = None, params: dict[str, str] | None = None
+    ) -> requests.Response:
+        def post(token: str | None) -> requests.Response:
             headers = self._headers if token is None else {**self._headers, "Authorization": f"Bearer {token}"}
-            try:
-                response = self._session.post(
-                    url or self._url, data=body, headers=headers, params=params, timeout=self._timeout
-                )
-            except CONNECTION_ERRORS as exc:
-                raise RetriableError(f"DCS request failed: {type(exc).__name__}") from None
-            raise_if_retriable(response, "DCS")
-            return response
+            return send(
+                self._session, "POST", url or self._url, "DCS", data=body, headers=headers, params=params,
+                timeout=timeout,
+            )  # fmt: skip
 
         if self._tokens is None:
-            response = send(None)
+            response = post(None)
             if response.status_code in (401, 403):
                 msg = f"the inlet requires authentication (HTTP {response.status_code}): set inlet_auth_required"
                 raise PublishError(msg)
             return response
-        return self._tokens.authorized(send, "DCS inlet")
+        return self._tokens.authorized(post, "DCS inlet")
 
 
 def _excerpt(response: requests.Response) -> str:

@@ -5,26 +5,38 @@ from __future__ import annotations
 import logging
 import sys
 
-from target_adobe_aep.connection import ConfigError, RetriableError
+from singer_sdk.exceptions import InvalidInputLine
+
+from target_adobe_aep.connection import ConfigError, Interrupted, RetriesExhausted
 from target_adobe_aep.conversion import InvalidInputRecord, InvalidStreamSchema
 from target_adobe_aep.dcs import PublishError
+from target_adobe_aep.dead_letter import DeadLetterError
 from target_adobe_aep.ims import AuthError
 from target_adobe_aep.mapping import MappingError
 from target_adobe_aep.rejections import SystemicRejection, TooManyRejectedRecords
 from target_adobe_aep.xdm_schema import XdmSchemaError
+
+
+class InvalidStateMessage(ValueError):
+    """A STATE message whose value is not a JSON object: Meltano would store it and fail every later run."""
+
 
 # Each explains itself: the setting, credential or record to fix. Anything else is a bug and keeps its traceback.
 FATAL_ERRORS = (
     ConfigError,
     AuthError,
     PublishError,
-    RetriableError,
+    RetriesExhausted,
+    Interrupted,
     TooManyRejectedRecords,
     SystemicRejection,
     MappingError,
     XdmSchemaError,
     InvalidInputRecord,
     InvalidStreamSchema,
+    DeadLetterError,
+    InvalidStateMessage,
+    InvalidInputLine,
 )
 
 logger = logging.getLogger("target-adobe-aep")

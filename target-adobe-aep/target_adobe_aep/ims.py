@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import requests
 
-from target_adobe_aep.connection import CONNECTION_ERRORS, RetriableError, RetryPolicy, raise_if_retriable
+from target_adobe_aep.connection import RetryPolicy, send
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +72,6 @@ class TokenProvider:
         client_secret: str,
         scopes: str,
         retry: RetryPolicy,
-        timeout: float,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session
         self._ims_url = ims_url
@@ -85,8 +82,7 @@ class TokenProvider:
             "scope": scopes,
         }
         self._retry = retry
-        self._timeout = timeout
-        self._clock = clock
+        self._clock = retry.clock
         self._lock = threading.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
@@ -98,7 +94,7 @@ class TokenProvider:
     def token(self) -> str:
         """The cached token, fetching a new one when there is none or it is about to expire."""
         with self._lock:
-            if self._token is None or self._clock() >= self._refresh_at:
+            if self._token is None or self._clock.now() >= self._refresh_at:
                 self._fetch()
             return self._token  # type: ignore[return-value]
 
@@ -109,15 +105,15 @@ class TokenProvider:
                 self._fetch()
             return self._token  # type: ignore[return-value]
 
-    def authorized(self, send: Callable[[str], requests.Response], what: str) -> requests.Response:
-        """``send(token)``; when refused with 401/403, once more with a refreshed token, then ``AuthError``."""
+    def authorized(self, request: Callable[[str], requests.Response], what: str) -> requests.Response:
+        """``request(token)``; when refused with 401/403, once more with a refreshed token, then ``AuthError``."""
         token = self.token()
-        response = send(token)
+        response = request(token)
         if response.status_code not in AUTH_STATUSES:
             return response
         logger.warning("%s answered HTTP %d; refreshing the access token and retrying once", what, response.status_code)
         token = self.refresh(token)
-        response = send(token)
+        response = request(token)
         if response.status_code in AUTH_STATUSES:
             detail = response.text[:300].replace(token, "***")
             msg = (
@@ -132,17 +128,13 @@ class TokenProvider:
         lifetime = expires_in_seconds(self._ims_url, float(body["expires_in"]))
         margin = min(REFRESH_MARGIN_SECONDS, lifetime / 10)
         self._token = body["access_token"]
-        self._refresh_at = self._clock() + lifetime - margin
+        self._refresh_at = self._clock.now() + lifetime - margin
         self.tokens_fetched += 1
         logger.info("Obtained an IMS access token valid for %.0f s (refresh in %.0f s)", lifetime, lifetime - margin)
 
-    def _request(self) -> dict:
-        try:
-            # Credentials go in the form body, never the query string (which proxies may log), as IMS recommends.
-            response = self._session.post(self._ims_url, data=self._form, timeout=self._timeout)
-        except CONNECTION_ERRORS as exc:
-            raise RetriableError(f"IMS token request failed: {type(exc).__name__}") from None
-        raise_if_retriable(response, "IMS")
+    def _request(self, timeout: float) -> dict:
+        # Credentials go in the form body, never the query string (which proxies may log), as IMS recommends.
+        response = send(self._session, "POST", self._ims_url, "IMS", data=self._form, timeout=timeout)
         if response.status_code != 200:
             detail = _oauth_error(response)
             msg = f"IMS refused the client credentials: HTTP {response.status_code} {detail}".rstrip()

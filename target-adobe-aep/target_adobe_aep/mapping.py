@@ -29,6 +29,9 @@ Record = Mapping[str, Any]
 PRESETS = resources.files("target_adobe_aep") / "mappings"
 _UTC = datetime.UTC
 _EPOCH_MS_THRESHOLD = 100_000_000_000  # epoch numbers above this are milliseconds (year 5138 in seconds)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# The spellings the boolean transform takes (README, "Mapping language"), compared lower-cased and trimmed.
+BOOLEAN_TEXT = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class MappingError(ValueError):
@@ -95,7 +98,7 @@ def _to_datetime(value: Any) -> datetime.datetime:
     if isinstance(value, datetime.datetime):
         return value
     if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
-        seconds = float(value) / 1000 if abs(value) >= _EPOCH_MS_THRESHOLD else float(value)
+        seconds = float(value) / 1000 if abs(float(value)) >= _EPOCH_MS_THRESHOLD else float(value)
         return datetime.datetime.fromtimestamp(seconds, _UTC)
     if isinstance(value, str):
         return datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
@@ -124,7 +127,9 @@ def _number(value: Any) -> float | int:
     number = decimal.Decimal(str(value).strip())
     if not number.is_finite():
         raise ValueError("not a finite number")
-    return plain(number)
+    result = plain(number)
+    # XDM numbers are doubles: a whole number beyond 64 bits is sent as one.
+    return result if _INT64_MIN <= result <= _INT64_MAX else float(result)
 
 
 def _integer(value: Any) -> int:
@@ -132,19 +137,20 @@ def _integer(value: Any) -> int:
     if number != number.to_integral_value():
         msg = f"{value!r} is not a whole number"
         raise ValueError(msg)
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        msg = f"{value!r} is beyond 64 bits (XDM integer fields are 64-bit)"
+        raise ValueError(msg)
     return int(number)
 
 
 def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "y"):
-        return True
-    if text in ("false", "0", "no", "n"):
-        return False
-    msg = f"{value!r} is not a boolean"
-    raise ValueError(msg)
+    found = BOOLEAN_TEXT.get(str(value).strip().lower())
+    if found is None:
+        msg = f"{value!r} is not a boolean (true/false/1/0/yes/no)"
+        raise ValueError(msg)
+    return found
 
 
 def _string(value: Any) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from target_adobe_aep.connection import CONNECTION_ERRORS, RetriableError, RetryPolicy, raise_if_retriable
+from target_adobe_aep.connection import RetryPolicy, send
 from target_adobe_aep.ims import TokenProvider
 
 REGISTRY = "/data/foundation/schemaregistry"
@@ -36,33 +36,28 @@ class PlatformClient:
         org_id: str,
         sandbox_name: str,
         retry: RetryPolicy,
-        timeout: float,
     ) -> None:
         self._session = session
         self._base = platform_url
         self._tokens = tokens
         self._headers = {"x-api-key": api_key, "x-gw-ims-org-id": org_id, "x-sandbox-name": sandbox_name}
         self._retry = retry
-        self._timeout = timeout
 
     def get(self, path: str, what: str, *, accept: str | None = None, params: dict[str, Any] | None = None,
             ) -> requests.Response:  # fmt: skip
         """The answer to ``GET {platform_url}{path}``; raises ``AuthError`` when the token is refused twice and
-        ``RetriableError`` when retries run out."""
+        ``RetriesExhausted`` when retries run out."""
         url = self._base + path
         headers = {**self._headers, **({"Accept": accept} if accept else {})}
 
-        def send(token: str) -> requests.Response:
-            try:
-                response = self._session.get(
-                    url, headers={**headers, "Authorization": f"Bearer {token}"}, params=params, timeout=self._timeout
-                )
-            except CONNECTION_ERRORS as exc:
-                raise RetriableError(f"{what} request failed: {type(exc).__name__}") from None
-            raise_if_retriable(response, what)
-            return response
+        def attempt(timeout: float) -> requests.Response:
+            def get(token: str) -> requests.Response:
+                authorized = {**headers, "Authorization": f"Bearer {token}"}
+                return send(self._session, "GET", url, what, headers=authorized, params=params, timeout=timeout)
 
-        return self._retry.call(lambda: self._tokens.authorized(send, what))
+            return self._tokens.authorized(get, what)
+
+        return self._retry.call(attempt)
 
 
 def gateway_error(text: str) -> tuple[str, str] | None:

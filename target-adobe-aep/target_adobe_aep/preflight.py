@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import requests
 
-from target_adobe_aep.connection import ConfigError, RetriableError
+from target_adobe_aep.connection import ConfigError, RetriesExhausted
 from target_adobe_aep.dcs import PublishError, envelope_error_settings
 from target_adobe_aep.ims import AuthError
 from target_adobe_aep.mapping import MappingError, StreamMapping
@@ -108,10 +108,12 @@ class Preflight:
             raise PreflightError([Finding(CREDENTIALS, str(exc))]) from None
         self.report(f"IMS issued an access token for client {self.config['client_id']}")
 
-    def _get(self, path: str, what: str, **kwargs: object) -> tuple[requests.Response | None, list[Finding]]:
+    def _get(
+        self, path: str, what: str, params: dict[str, Any] | None = None
+    ) -> tuple[requests.Response | None, list[Finding]]:
         """A platform answer, or the findings of a refusal (wrong org, API key, credentials)."""
         try:
-            return self.target.platform.get(path, what, **kwargs), []
+            return self.target.platform.get(path, what, params=params), []
         except AuthError as exc:
             return None, [refusal(what, exc)]
 
@@ -179,9 +181,9 @@ class Preflight:
         try:
             response = self.target.publisher.validate_one(probe)
         except (AuthError, PublishError) as exc:
-            settings = ("inlet_auth_required",) if isinstance(exc, PublishError) else (*CREDENTIALS, "org_id")
-            return [Finding(settings, f"the inlet refused the token: {exc}")]
-        except RetriableError as exc:
+            named = ("inlet_auth_required",) if isinstance(exc, PublishError) else (*CREDENTIALS, "org_id")
+            return [Finding(named, f"the inlet refused the token: {exc}")]
+        except RetriesExhausted as exc:
             return [Finding(("inlet_url",), f"the inlet could not be probed: {exc}")]
         text, status = response.text, response.status_code
         taken = f"the inlet takes org {self.config.get('org_id')}, dataset {dataset_id} and schema {schema_id}"
@@ -219,7 +221,7 @@ class Preflight:
         problems = unwritable(schema, mapping.written)
         if problems:
             tenant = f"_{self.config.get('tenant_id')}"
-            settings = ("tenant_id",) if all(p.startswith(tenant) for p in problems) else ()
+            settings: tuple[str, ...] = ("tenant_id",) if all(p.startswith(tenant) for p in problems) else ()
             settings += (schema_setting, f"mappings.{mapping.stream}")
             message = (
                 f"mapping {mapping.origin} of stream {mapping.stream!r} writes what schema {schema_id} does not "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from target_adobe_aep.dcs import envelope_error_settings
@@ -68,7 +69,9 @@ class RejectionGuard:
         self._lock = threading.Lock()
         self._streams: dict[str, _StreamTally] = {}
 
-    def check_batch(self, stream: str, kind: str, reasons: list[str], outcomes: int, whole_requests: list[str]) -> None:
+    def check_batch(
+        self, stream: str, kind: str, reasons: list[str], outcomes: int, whole_requests: Sequence[str]
+    ) -> None:
         """Raise ``SystemicRejection`` when a batch's refusals (``reasons``, one per refused record, of ``outcomes``
         records) or a request refused whole for one reason (``whole_requests``) show a cause no record can cure.
         Called before the batch's refusals are dead-lettered."""

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import orjson
 
-from target_adobe_aep.connection import ConfigError, RetriableError
+from target_adobe_aep.connection import ConfigError, RetriesExhausted
 from target_adobe_aep.ims import AuthError
 from target_adobe_aep.platform import REGISTRY, PlatformClient
 from target_adobe_aep.xdm_schema import XED_FULL, reduced
@@ -44,7 +44,7 @@ class SchemaCatalog:
             if schema_id not in self._schemas:
                 try:
                     self._schemas[schema_id] = self._load(schema_id)
-                except (ConfigError, AuthError, RetriableError) as exc:
+                except (ConfigError, AuthError, RetriesExhausted) as exc:
                     self._schemas[schema_id] = exc
             found = self._schemas[schema_id]
         if isinstance(found, Exception):

@@ -15,27 +15,32 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from singer_sdk.helpers._typing import get_datelike_property_type
-from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_adobe_aep.conversion import DATE_PARSERS, GUARDRAIL_BYTES, ConversionSpec, Failure
+from target_adobe_aep.conversion import DATE_PARSERS, GUARDRAIL_BYTES, ConversionSpec, Failure, InvalidInputRecord
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, RequestFill, pack
-from target_adobe_aep.dead_letter import serialized
+from target_adobe_aep.dead_letter import private_file, serialized, write_all
 from target_adobe_aep.mapping import compile_mapping, missing_source_paths
+from target_adobe_aep.sdk_adapter import WorkerParsedDatesSink, get_datelike_property_type
 
 if TYPE_CHECKING:
-    from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
-
     from target_adobe_aep.target import TargetAdobeAEP
 
+# Why orjson cannot serialize a record, and what that means for AEP.
+UNSENDABLE = {
+    "Integer exceeds 64-bit range": "an integer beyond 64 bits (XDM numbers are doubles, its integers 64-bit: send "
+    "such a value as a string)",
+    "Recursion limit reached": "nesting deeper than 254 levels",
+}
 
-class AEPSink(BatchSink):
+
+class AEPSink(WorkerParsedDatesSink):
     """Sends one Singer stream to the profile or event dataset its mapping names."""
 
     # Batches are bounded by bytes (requests_per_batch); rows only bound batches of tiny records.
@@ -48,6 +53,9 @@ class AEPSink(BatchSink):
         # Messages of the last batch's part-filled request, sent first with the next batch (or by ``flush``).
         # Only this sink's batch jobs touch it, and they run one after the other.
         self._held: list[tuple[bytes, bytes, Any]] = []  # (message, serialized record, key)
+        # The records of the batch being filled, by key. Not in the SDK's batch context, which the SDK logs at
+        # DEBUG for every record.
+        self._pending: dict[Any, bytes] = {}
         self._message_bytes_per_record_byte = 1.0  # learnt from each converted batch
         super().__init__(target, *args, **kwargs)
 
@@ -61,7 +69,7 @@ class AEPSink(BatchSink):
         super().setup()
         target = self._target
         properties = self.schema["properties"]
-        self._declared = frozenset(properties)
+        self.declared_properties = frozenset(properties)
         date_kinds = {key: kind for key, prop in properties.items()
                       if (kind := get_datelike_property_type(prop)) in DATE_PARSERS}  # fmt: skip
         mapping_inputs = target.mapping_inputs(self.stream_name)
@@ -101,12 +109,6 @@ class AEPSink(BatchSink):
         else:
             _ = target.publisher  # connect settings are checked now, not at the first drain
 
-    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: DatetimeErrorTreatmentEnum) -> None:
-        """Date-like properties are parsed where records are converted (``conversion.Converter``); records with
-        properties the schema does not declare go through the SDK's method, which warns about them."""
-        if schema is not self.schema or not self._declared.issuperset(record):
-            super()._parse_timestamps_in_record(record, schema, treatment)
-
     @property
     def _requests_full(self) -> bool:
         return self._fill.full_requests >= self._requests_per_batch
@@ -122,6 +124,7 @@ class AEPSink(BatchSink):
         self._fill = RequestFill(self._fill.max_request_bytes)
         context = super().start_drain()
         context["requests_full"] = full
+        context["pending"], self._pending = self._pending, {}
         return context
 
     def _dead(self, reason: str, xdm: Any, raw: bytes, http_status: int | None = None) -> dict[str, Any]:
@@ -139,12 +142,16 @@ class AEPSink(BatchSink):
         if self.mapping.target == "none":
             return
         key = tuple(map(record.get, self.key_properties)) if self.key_properties else received
-        pending = context.setdefault("pending", {})
-        raw = serialized(record)
         try:
-            pending[key] = raw
+            raw = serialized(record)
+        except orjson.JSONEncodeError as exc:
+            found = {name: str(record.get(name))[:40] for name in self.key_properties}
+            msg = f"stream '{self.stream_name}': the record with key {found} holds {UNSENDABLE.get(str(exc), exc)}"
+            raise InvalidInputRecord(msg) from None
+        try:
+            self._pending[key] = raw
         except TypeError:  # a key property holding a list or an object
-            pending[orjson.dumps(key, default=str)] = raw
+            self._pending[orjson.dumps(key, default=str)] = raw
         expected = self._envelope_bytes + int(len(raw) * self._message_bytes_per_record_byte)
         self._fill.add(min(expected, self.max_message_bytes))
 
@@ -191,7 +198,7 @@ class AEPSink(BatchSink):
         sendable: list[tuple[bytes, bytes, Any]] = []
         dead: list[dict] = []
         for key, raw, result in zip(keys, raws, results, strict=True):
-            if type(result) is bytes:
+            if isinstance(result, bytes):
                 sendable.append((result, raw, key))
             else:
                 dead.append(self._dead(*result, raw))
@@ -202,10 +209,9 @@ class AEPSink(BatchSink):
             largest_kept = GUARDRAIL_BYTES[self.mapping.target] + self._envelope_bytes
             counts = {**counts, "over_profile_guardrail": sum(len(m) > largest_kept for m, _, _ in sendable)}
         if self.config["dry_run"]:
-            self.dry_run_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.dry_run_file.open("ab") as file:
-                file.write(b"".join(m + b"\n" for m, _, _ in sendable))
-            self._finish_batch(dead, written=len(sendable), **counts)
+            with private_file(self.dry_run_file) as file:
+                write_all(file, b"".join(m + b"\n" for m, _, _ in sendable))
+            self._finish_batch(dead, {**counts, "written": len(sendable)})
             return
         held, self._held = self._held, []
         if held and self.key_properties:
@@ -235,9 +241,11 @@ class AEPSink(BatchSink):
             counts = {**counts, "sent": len(messages), "accepted": result.accepted, "requests": result.requests,
                       "retries": result.retries}  # fmt: skip
             whole_requests_refused = result.whole_requests_refused
-        self._finish_batch(dead, whole_requests_refused, **counts)
+        self._finish_batch(dead, counts, whole_requests_refused)
 
-    def _finish_batch(self, dead: list[dict], whole_requests_refused: list[str] = (), **counts: int) -> None:
+    def _finish_batch(
+        self, dead: list[dict], counts: dict[str, int], whole_requests_refused: Sequence[str] = ()
+    ) -> None:
         """Count the batch, stop the run if its refusals come from a setting (``rejections.py``), dead-letter them,
         then stop the run if too many were refused."""
         target = self._target

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import msgspec
 import requests
@@ -17,11 +23,13 @@ from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import InvalidInputLine
+from singer_sdk.singerlib import SingerMessageType
 
-from target_adobe_aep.connection import ConfigError, RetryPolicy, checked_url, new_session
+from target_adobe_aep.connection import Clock, ConfigError, RetryPolicy, checked_url, new_session
 from target_adobe_aep.conversion import ConversionPool, Envelope
 from target_adobe_aep.dcs import Publisher, batch_url
 from target_adobe_aep.dead_letter import DeadLetter
+from target_adobe_aep.errors import InvalidStateMessage
 from target_adobe_aep.ims import TokenProvider
 from target_adobe_aep.mapping import StreamMapping, compile_mapping, load_document
 from target_adobe_aep.platform import PlatformClient
@@ -40,20 +48,48 @@ BATCHES_IN_FLIGHT = 4
 
 
 class InputReader(MsgSpecReader):
-    """Input lines decoded by msgspec (about 3x faster than the stdlib reader), numbers as ints and floats.
+    """Input lines decoded by msgspec (about 3x faster than the stdlib reader), numbers as ints and floats, each
+    line checked for the shape the target relies on; STATE messages and a failed input go to the target.
 
     The SDK's reader makes every fraction a Decimal, which only costs time here: XDM numbers are doubles, so the
-    mapping and the dead letter turned them into floats anyway.
+    mapping and the dead letter turned them into floats anyway. Errors never quote the line: it may hold
+    personal data.
     """
 
     _decoder = msgspec.json.Decoder()
 
+    def __init__(self, target: TargetAdobeAEP) -> None:
+        super().__init__()
+        self.target = target
+
     def deserialize_json(self, line: str) -> dict:
         try:
-            return self._decoder.decode(line)
+            message = self._decoder.decode(line)
         except msgspec.DecodeError as exc:
-            msg = f"Unable to parse line as JSON ({exc}): {line[:200]}"
-            raise InvalidInputLine(msg) from exc
+            msg = f"Unable to parse an input line as JSON ({exc})"
+            raise InvalidInputLine(msg) from None
+        except RecursionError:
+            msg = "An input line is nested too deeply to be read (about 1,000 levels)"
+            raise InvalidInputLine(msg) from None
+        if type(message) is not dict:
+            msg = f"An input line is a JSON {type(message).__name__}, not a Singer message"
+            raise InvalidInputLine(msg)
+        if message.get("type") == "RECORD" and (type(message.get("record")) is not dict or "stream" not in message):
+            found = type(message.get("record")).__name__
+            msg = f"A RECORD message of stream {message.get('stream')!r} holds a {found}, not a JSON object"
+            raise InvalidInputLine(msg)
+        return message
+
+    def process_lines(self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict], None]]) -> Any:
+        """The SDK's loop over input lines, with STATE messages handled by the target (``process_state``), which
+        writes them only once every record before them is in AEP or the dead letter; on any failure, the target's
+        services are shut down and its summary logged."""
+        self.target.start_input()
+        try:
+            return super().process_lines(file_input, {**callbacks, SingerMessageType.STATE: self.target.process_state})
+        except BaseException:
+            self.target.finish()
+            raise
 
 
 @dataclass
@@ -81,7 +117,6 @@ class TargetAdobeAEP(Target):
 
     name = "target-adobe-aep"
     default_sink_class = AEPSink
-    message_reader_class = InputReader
 
     config_jsonschema = th.PropertiesList(
         # IMS
@@ -101,8 +136,7 @@ class TargetAdobeAEP(Target):
         # Streaming
         _string(
             "inlet_url",
-            "Streaming inlet URL of the HTTP API source connection, https://dcs.adobedc.net/collection/{inletId}; "
-            "records go to its /collection/batch/ endpoint.",
+            "Streaming inlet URL, https://dcs.adobedc.net/collection/{inletId}; records go to its batch endpoint.",
         ),
         _string("flow_id", "Dataflow id: sent as header.flowId and x-adobe-flow-id."),
         th.Property(
@@ -126,14 +160,14 @@ class TargetAdobeAEP(Target):
                 additional_properties=th.StringType,
             ),
             default=DEFAULT_IDENTITY_NAMESPACES,
-            description="Identity namespace code per identifier kind used by 'identity' mapping rules; keys given "
-            "here replace the defaults one by one. Custom namespaces must exist in Identity Service.",
+            description="Identity namespace per identifier kind of 'identity' mapping rules; keys given replace the "
+            "defaults.",
         ),
         th.Property(
             "mappings",
             th.ObjectType(additional_properties=th.CustomType({"type": ["string", "object"]})),
-            description="Per-stream mapping override: stream name -> mapping file path or inline mapping object. "
-            "Streams not listed use the built-in preset of that name.",
+            description="Per stream: a mapping file path or an inline mapping; other streams use the built-in preset "
+            "of their name.",
         ),
         th.Property(
             "schema_files",
@@ -145,10 +179,8 @@ class TargetAdobeAEP(Target):
             "preflight",
             th.BooleanType,
             default=True,
-            description="Before reading input, check the settings against Adobe (token, tenant, schemas, datasets' "
-            "schemaRef, one syncValidation probe of the inlet) and, when a stream's SCHEMA arrives, that its mapping "
-            "writes only paths its schema has; a failure stops the run naming the setting to fix. The same checks "
-            "run alone as `target-adobe-aep-admin check`.",
+            description="Check the settings against Adobe before reading input, and each mapping against its schema; "
+            "a failure stops the run.",
         ),
         th.Property(
             "validate_xdm",
@@ -160,17 +192,15 @@ class TargetAdobeAEP(Target):
             "future_timestamp_tolerance_seconds",
             th.IntegerType(minimum=0),
             default=300,
-            description="How far an ExperienceEvent's timestamp may be ahead of this machine's clock (clock skew) "
-            "and still be sent; later ones are dead-lettered. XDM says the timestamp must be in the past, but AEP's "
-            "schema only requires a date-time, so a skewed clock must not cost events.",
+            description="Seconds an event's timestamp may be ahead of this machine's clock and still be sent; later "
+            "ones are dead-lettered.",
         ),
         th.Property(
             "dead_letter_over_profile_guardrail",
             th.BooleanType,
             default=False,
-            description="Dead-letter entities over Real-Time Customer Profile's guardrails (ExperienceEvent 10 KB, "
-            "profile record 100 KB) instead of sending them: the data lake takes them (up to 1 MB), Profile drops "
-            "them. Either way they are counted as over_profile_guardrail in the summary.",
+            description="Dead-letter entities over Profile's guardrails (event 10 KB, profile 100 KB) instead of "
+            "sending them.",
         ),
         _string(
             "dead_letter_path",
@@ -181,17 +211,14 @@ class TargetAdobeAEP(Target):
             "max_rejected_records",
             th.IntegerType(minimum=0),
             default=0,
-            description="Abort once more records than this were dead-lettered in the run (after writing them); 0: "
-            "no limit on the number (max_rejected_percent still applies).",
+            description="Stop once the run dead-lettered more records than this; 0: no limit on the number.",
         ),
         th.Property(
             "max_rejected_percent",
             th.IntegerType(minimum=0, maximum=100),
             default=50,
-            description="Abort once more than this percentage of a stream's records were refused (checked from its "
-            "20th record on, after dead-lettering them): a share that high means a setting or mapping is wrong, "
-            "not the data. 100: never. Refusals no record can cure (wrong org, tenant, dataset/schema, or a "
-            "stream's first 10 records all refused for one reason) stop the run at once regardless.",
+            description="Stop once more than this percentage of a stream's records was refused (from its 20th "
+            "record on); 100: never.",
         ),
         th.Property(
             "max_request_bytes",
@@ -203,17 +230,14 @@ class TargetAdobeAEP(Target):
             "requests_per_batch",
             th.IntegerType(minimum=1),
             default=4,
-            description="A stream's records are sent once their messages fill this many requests of "
-            "max_request_bytes (or batch_size_rows records arrived, or the input ends). Larger batches leave fewer "
-            "part-filled requests; each holds about 2 x max_request_bytes of memory per request and stream.",
+            description="Send a stream's records once their messages fill this many requests of max_request_bytes.",
         ),
         th.Property(
             "state_checkpoint_seconds",
             th.IntegerType(minimum=0),
             default=60,
-            description="On a STATE from the tap, send every pending record and emit that state once this many "
-            "seconds passed since the last checkpoint, so a killed run resumes from there (the SDK alone waits "
-            "5 minutes or the end of input). Lower: finer resume points, more part-filled requests.",
+            description="On a STATE this long after the last checkpoint, send every pending record, then write the "
+            "STATE.",
         ),
         th.Property(
             "max_messages_per_second",
@@ -232,9 +256,8 @@ class TargetAdobeAEP(Target):
             "conversion_workers",
             th.IntegerType(minimum=0),
             default=2,
-            description="Processes that validate input records and convert them to XDM (most of the target's "
-            "CPU) while the target's own process reads input and publishes; 0 converts in a thread of the "
-            "target's process. Each takes about 25 MB. The default suits 2 cores; up to one per core helps.",
+            description="Processes converting records to XDM (about 25 MB each; up to one per core); 0: a thread of "
+            "the target.",
         ),
         th.Property(
             "max_retries",
@@ -257,6 +280,16 @@ class TargetAdobeAEP(Target):
             description="Timeout of each HTTP request.",
         ),
         th.Property(
+            "retry_budget_seconds",
+            th.IntegerType(minimum=1),
+            default=300,
+            description="Longest time one request may take, its retries and waits included; then the run fails.",
+        ),
+        _string(
+            "ca_bundle",
+            "PEM file of the CA certificates to verify Adobe's TLS certificates with, instead of the system's.",
+        ),
+        th.Property(
             "dry_run",
             th.BooleanType,
             default=False,
@@ -268,27 +301,42 @@ class TargetAdobeAEP(Target):
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, message_reader=InputReader(self), **kwargs)
+        self.clock = Clock()  # every wait of the run; a termination signal stops it
         self._stats_lock = threading.Lock()
         self.stats: dict[str, StreamStats] = {}
         self._batches_lock = threading.Lock()  # sinks drain (and so publish) from several threads at once
         self._batches: list[Future] = []
         self._last_batch_of: dict[str, Future] = {}  # per stream: its batches are published one after the other
-        self._last_written_state: dict | None = None
+        self.active_sinks: dict[str, AEPSink] = {}  # the sink of each stream, as the SDK's get_sink returns it
+        self._input_state: dict | None = None  # the latest STATE value read
+        self._written_state: dict | None = None  # the last one written (or withheld, in a dry run)
+        self._checkpoint_at = 0.0
         self._finished = False
         self.profile_guardrail_kb: dict[str, int] = {}  # per stream: Profile's size limit of what it writes
+        if threading.current_thread() is threading.main_thread():  # where Python allows signal handlers
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self.on_termination_signal)
 
     # -- shared services, created on first use by a sink's setup (i.e. at SCHEMA time) -------------------------
 
     @functools.cached_property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
-            max_tries=self.config["max_retries"] + 1, base_seconds=self.config["retry_backoff_ms"] / 1000
+            max_tries=self.config["max_retries"] + 1,
+            base_seconds=self.config["retry_backoff_ms"] / 1000,
+            budget_seconds=float(self.config["retry_budget_seconds"]),
+            timeout_seconds=float(self.config["request_timeout_seconds"]),
+            clock=self.clock,
         )
 
     @functools.cached_property
     def session(self) -> requests.Session:
-        return new_session(self.config["max_concurrency"])
+        ca_bundle = self.config.get("ca_bundle")
+        if ca_bundle and not Path(ca_bundle).expanduser().is_file():
+            msg = f"setting 'ca_bundle' names no readable file: {ca_bundle!r}"
+            raise ConfigError(msg)
+        return new_session(self.config["max_concurrency"], str(Path(ca_bundle).expanduser()) if ca_bundle else None)
 
     def _required(self, *names: str) -> list[str]:
         missing = [name for name in names if not self.config.get(name)]
@@ -307,7 +355,6 @@ class TargetAdobeAEP(Target):
             client_secret=client_secret,
             scopes=self.config["scopes"],
             retry=self.retry_policy,
-            timeout=float(self.config["request_timeout_seconds"]),
         )
 
     @functools.cached_property
@@ -322,7 +369,6 @@ class TargetAdobeAEP(Target):
             org_id=org_id,
             sandbox_name=self.config["sandbox_name"],
             retry=self.retry_policy,
-            timeout=float(self.config["request_timeout_seconds"]),
         )
 
     @functools.cached_property
@@ -348,7 +394,6 @@ class TargetAdobeAEP(Target):
             max_requests_per_second=float(self.config["max_requests_per_second"]),
             max_concurrency=self.config["max_concurrency"],
             retry=self.retry_policy,
-            timeout=float(self.config["request_timeout_seconds"]),
         )
 
     @functools.cached_property
@@ -434,7 +479,7 @@ class TargetAdobeAEP(Target):
 
     def wait_for_batches(self) -> None:
         """Send what every stream holds back, and return once every batch is done; raise the first failure."""
-        for sink in list(self._sinks_active.values()):
+        for sink in list(self.active_sinks.values()):
             sink.flush()
         with self._batches_lock:
             batches = list(self._batches)
@@ -445,69 +490,97 @@ class TargetAdobeAEP(Target):
                  key_properties: Any = None) -> AEPSink:  # fmt: skip
         """The SDK's sink lookup; a sink replaced by a schema change is drained first, so its records go out
         before any record that follows the new SCHEMA (the SDK would leave them until the next full drain)."""
-        existing = self._sinks_active.get(stream_name) if schema is not None else None  # RECORDs pass no schema
+        if schema is None:  # a RECORD: the stream's sink (the SDK checked that it exists)
+            return self.active_sinks[stream_name]
+        existing = self.active_sinks.get(stream_name)
         if existing is not None and (existing.original_schema, existing.key_properties) != (schema, key_properties):
             self.drain_one(existing)
             existing.flush()
-        return super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties)
+        sink = cast(AEPSink, super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties))
+        self.active_sinks[stream_name] = sink
+        return sink
 
-    def _process_state_message(self, message_dict: dict) -> None:
-        super()._process_state_message(message_dict)
-        if self._max_record_age_in_minutes * 60 >= self.config["state_checkpoint_seconds"]:
-            self.drain_all()
+    # -- STATE: written only once everything before it is in AEP or the dead letter ---------------------------
 
-    def _write_state_message(self, state: dict) -> None:
-        # The SDK writes STATE after draining every sink; our drains may still be publishing: wait for them, so
-        # the state covers only records that AEP accepted or the dead letter holds. A failure raises: no state.
-        self.wait_for_batches()
-        if self.config["dry_run"]:
-            if self._last_written_state is None:
-                self.logger.info("Dry run: STATE messages are withheld, so bookmarks do not move")
-                self._last_written_state = {}
+    def process_state(self, message: dict) -> None:
+        """A STATE message from the tap: kept, and written at the next checkpoint (``state_checkpoint_seconds``
+        since the last one: every stream is drained first) or at the end of the input."""
+        self.message_reader.assert_line_requires(message, requires={"value"})
+        value = message["value"]
+        if type(value) is not dict:
+            msg = (
+                f"A STATE message holds a {type(value).__name__}, not a JSON object: it is not forwarded (Meltano "
+                "would store it and fail every later run); fix the tap, or the stored state with `meltano state set`"
+            )
+            raise InvalidStateMessage(msg)
+        if value == self._input_state:
             return
-        if state != self._last_written_state:  # a checkpoint may already have written it
-            super()._write_state_message(state)
-            self._last_written_state = state
+        self._input_state = value
+        if self.clock.now() - self._checkpoint_at >= self.config["state_checkpoint_seconds"]:
+            self.drain_all()
+            self.write_state()
+
+    def write_state(self) -> None:
+        """Write the latest STATE read, once every batch so far is done (each record accepted by AEP or written to
+        the dead letter) and every held message sent; a failure raises, and nothing is written."""
+        self.wait_for_batches()
+        self._checkpoint_at = self.clock.now()
+        state = self._input_state
+        if state is None or state == self._written_state:
+            return
+        first, self._written_state = self._written_state is None, state
+        if self.config["dry_run"]:
+            if first:
+                self.logger.info("Dry run: STATE messages are withheld, so bookmarks do not move")
+            return
+        sys.stdout.write(json.dumps(state) + "\n")
+        sys.stdout.flush()
 
     # -- run lifecycle --------------------------------------------------------------------------------------
 
-    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """Stop at once, writing no STATE (the SDK drains and writes STATE from the signal handler, over records
-        that the interrupted code had taken out of their batch but not yet published). The last STATE written
-        stays true; the next run sends again what came after it. Exits 128 + the signal number: a failed run."""
+    def start_input(self) -> None:
+        """Before the first line of input is read: the dead letter repaired, the settings checked (preflight)."""
+        self._checkpoint_at = self.clock.now()
+        _ = self.dead_letter
+        if self.config["preflight"]:
+            self.preflight.check_connection()
+
+    def on_termination_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM or SIGINT: stop within seconds, writing no STATE. Every wait (retry backoff, rate limits) ends
+        at once; the last STATE written stays true, and the next run sends again what came after it. Exits
+        128 + the signal number: a failed run. A second signal (Meltano and the OS may both send one) is ignored.
+        """
+        if self.clock.stopped:
+            return
+        self.clock.stop()
         self.logger.warning(
             "Received termination signal %d: stopping without writing STATE; the next run resumes from the last "
             "STATE written",
             signum,
         )
+        threading.Thread(target=_exit_after_grace, args=(128 + signum,), daemon=True).start()
         sys.exit(128 + signum)
 
     def process_endofpipe(self) -> None:
-        """The end of the input: every batch is sent (held messages too) and done, even when no STATE came."""
+        """The end of the input: every batch is sent (held messages too) and done, then the last STATE written."""
         try:
             super().process_endofpipe()
-            self.wait_for_batches()
+            self.write_state()
         finally:
-            self._finish()
+            self.finish()
 
-    def listen(self, file_input: IO[str] | None = None) -> None:
-        try:
-            if self.config["preflight"]:
-                self.preflight.check_connection()  # before the first line of input is read
-            super().listen(file_input)
-        finally:
-            self._finish()  # also when the input fails before its end
-
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        """Shut the services down and log the summary; after a termination signal, without waiting for them."""
         if self._finished:
             return
         self._finished = True
+        wait_for_requests = not self.clock.stopped
         if "_batch_executor" in self.__dict__:
-            self._batch_executor.shutdown(wait=True, cancel_futures=True)
+            self._batch_executor.shutdown(wait=wait_for_requests, cancel_futures=True)
         if "conversions" in self.__dict__:
-            self.conversions.shutdown()
+            self.conversions.shutdown()  # chunks take milliseconds (and a process pool left running can fail at exit)
         if "publisher" in self.__dict__:
-            self.publisher.close()
+            self.publisher.close(wait=wait_for_requests)
         for stream, stats in sorted(self.stats.items()):
             summary = " ".join(f"{name}={value}" for name, value in asdict(stats).items())
             self.logger.info("Summary for stream '%s': %s", stream, summary)
@@ -519,6 +592,21 @@ class TargetAdobeAEP(Target):
                 )  # fmt: skip
         if "dead_letter" in self.__dict__ and self.dead_letter.count:
             self.logger.warning("%d record(s) dead-lettered to %s", self.dead_letter.count, self.dead_letter.path)
+
+
+# After a termination signal, requests already sent get this long to end before the process exits regardless.
+TERMINATION_GRACE_SECONDS = 5.0
+
+
+def _exit_after_grace(code: int) -> None:
+    """Exit with ``code`` once the grace period is over, if the process has not ended by then: a request in
+    flight may take up to request_timeout_seconds, and Python waits for the threads sending them."""
+    time.sleep(TERMINATION_GRACE_SECONDS)
+    logging.getLogger(TargetAdobeAEP.name).warning("Requests still in flight after %.0f s: exiting now",
+                                                   TERMINATION_GRACE_SECONDS)  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

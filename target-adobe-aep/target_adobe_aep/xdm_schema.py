@@ -124,7 +124,7 @@ class XdmValidator:
 
 def _field(schema: dict, path: tuple[str, ...]) -> dict | None:
     """The schema of the field at ``path`` (``"[]"``: a list's items); None when the schema has no such field."""
-    node = schema
+    node: Any = schema
     for step in path:
         if step == "[]":
             node = node.get("items") if node.get("type") == "array" else None

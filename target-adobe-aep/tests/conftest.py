@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ import pytest
 
 from emulators.adobe import ADOBE
 from emulators.server import REQUEST_LOG, BackgroundServer
+from target_adobe_aep.connection import Clock, Interrupted
 from target_adobe_aep.target import TargetAdobeAEP
 
 DATA = Path(__file__).parent / "data"
@@ -49,6 +53,44 @@ def stream_messages(stream: str, records: Iterable[dict], state: dict | None = N
     return [*messages, state_message(state)] if state is not None else messages
 
 
+class Output(io.StringIO):
+    """The target's captured output, each write also passed to ``on_write``."""
+
+    def __init__(self, on_write: Callable[[str], None] | None) -> None:
+        super().__init__()
+        self.on_write = on_write
+
+    def write(self, text: str) -> int:
+        if self.on_write is not None:
+            self.on_write(text)
+        return super().write(text)
+
+
+class FakeClock(Clock):
+    """The run's clock moved only by its waits and by ``advance``: waits take no time, and still end in
+    ``Interrupted`` once the clock is stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.time = 1000.0
+        self.waits: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        if self.stopped:
+            raise Interrupted("stopping")
+        with self._lock:
+            self.time += seconds
+            self.waits.append(seconds)
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.time += seconds
+
+
 @dataclass
 class Run:
     target: TargetAdobeAEP
@@ -77,13 +119,24 @@ class Aep:
             return []
         return [json.loads(line) for line in self.dead_letter_path.read_text().splitlines()]
 
-    def run(self, messages: list[dict | Callable[[], object]], *, expect_error: bool = False, **overrides: Any) -> Run:
-        """Run the target in-process over ``messages``; returns the STATE values it printed.
-
-        A callable among the messages runs when the target reads up to it (to wait, revoke tokens, ...).
+    def run(
+        self,
+        messages: Sequence[dict | str | Callable[[], object]],
+        *,
+        expect_error: bool = False,
+        clock: Clock | None = None,
+        on_output: Callable[[str], None] | None = None,
+        **overrides: Any,
+    ) -> Run:
+        """Run the target in-process over ``messages`` (on ``clock`` when given); returns the STATE values it
+        printed. A string among the messages is sent as the line it is; a callable runs when the target reads up
+        to it (to revoke tokens, ...);
+        ``on_output`` sees each write to the target's output as it happens.
         """
         target = TargetAdobeAEP(config={**self.config, **overrides})
-        out = io.StringIO()
+        if clock is not None:
+            target.clock = clock
+        out = Output(on_output)
         error = None
 
         def lines() -> Iterator[str]:
@@ -91,7 +144,7 @@ class Aep:
                 if callable(item):
                     item()
                 else:
-                    yield json.dumps(item) + "\n"
+                    yield (item if isinstance(item, str) else json.dumps(item)) + "\n"
 
         with contextlib.redirect_stdout(out):
             try:
@@ -121,6 +174,63 @@ class Aep:
 
     def requests(self, path_prefix: str) -> list[dict]:
         return [e for e in self.server.app[REQUEST_LOG].entries if e["path"].startswith(path_prefix)]
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Answers every request with ``server.answer(handler)`` -> (status, headers, body); counts requests."""
+
+    server: LoopbackServer
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.hits.append(self.path)
+        status, headers, body = self.server.answer(self)
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A server on a free loopback port answering as ``answer`` says (for what the emulator does not do)."""
+
+    def __init__(self, answer: Callable[[Handler], tuple[int, dict[str, str], bytes]]) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.answer = answer
+        self.hits: list[str] = []  # requests answered
+        self.connections = 0  # connections accepted, TLS handshakes that failed included
+
+    def get_request(self) -> tuple[Any, Any]:
+        self.connections += 1
+        return super().get_request()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client gone before its answer (a killed target) is expected here
+
+
+@contextlib.contextmanager
+def serving(answer: Callable[[Handler], tuple[int, dict[str, str], bytes]],
+            tls: ssl.SSLContext | None = None) -> Iterator[LoopbackServer]:  # fmt: skip
+    server = LoopbackServer(answer)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def base_url(server: LoopbackServer, scheme: str = "http") -> str:
+    return f"{scheme}://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 
 import orjson
 import pytest
+from conftest import FakeClock
 
 from emulators.adobe import ADOBE
 from emulators.server import REQUEST_LOG, BackgroundServer
-from target_adobe_aep.connection import RetryPolicy, new_session
+from target_adobe_aep.connection import RetriesExhausted, RetryPolicy, new_session
 from target_adobe_aep.conversion import Envelope
 from target_adobe_aep.dcs import (
     REQUEST_OVERHEAD,
     Publisher,
-    PublishError,
     RateLimiter,
     pack,
     parse_multi_status,
@@ -66,53 +65,43 @@ def test_parse_multi_status_documented_and_kafka_connector_variants() -> None:
     assert parse_multi_status("not an object", 1) == [(False, None, "DCS returned no response entry for this message")]
 
 
-class FakeTime:
-    """A clock whose sleeps only move it forward."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_rate_limiter_spaces_calls_from_the_first_one() -> None:
-    fake = FakeTime()
-    limiter = RateLimiter(200, clock=fake.clock, sleep=fake.sleep)
+    clock = FakeClock()
+    limiter = RateLimiter(200, clock)
     for _ in range(300):
         limiter.acquire()
-    assert fake.now - 1000 == pytest.approx(300 / 200)  # no initial burst
-    start = time.monotonic()
-    RateLimiter(100).acquire(150)  # a request bigger than the bucket waits for its debt, then passes
-    assert 1.4 <= time.monotonic() - start < 2.5
+    assert clock.time - 1000 == pytest.approx(300 / 200)  # no initial burst
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock)
+    limiter.acquire(150)  # a request bigger than the bucket waits for its debt, then passes
+    assert clock.waits == [pytest.approx(1.5)]
 
 
 @pytest.mark.parametrize("convert_seconds", [0.0, 0.1, 0.3])
 def test_rate_limit_is_exact_over_a_run_when_the_producer_is_faster(convert_seconds: float) -> None:
     """Batches of 4 requests of 700 messages with some converting time between batches, as the target sends them:
     the rate from the first request to the last one is the cap."""
-    fake = FakeTime()
-    limiter = RateLimiter(3000, clock=fake.clock, sleep=fake.sleep)
+    clock = FakeClock()
+    limiter = RateLimiter(3000, clock)
     sent_at = []
     for batch in range(30):
-        fake.now += convert_seconds if batch else 0.5  # start-up time before the first batch is not credit
+        clock.advance(convert_seconds if batch else 0.5)  # start-up time before the first batch is not credit
         for _ in range(4):
             limiter.acquire(700)
-            sent_at.append(fake.now)
+            sent_at.append(clock.time)
     rate = 700 * (len(sent_at) - 1) / (sent_at[-1] - sent_at[0])
     assert rate == pytest.approx(3000, rel=0.001)
 
 
-def publisher(server: BackgroundServer, *, auth: bool = True, max_tries: int = 4, **overrides) -> Publisher:
+def publisher(
+    server: BackgroundServer, *, auth: bool = True, max_tries: int = 4, clock: FakeClock | None = None, **overrides
+) -> Publisher:
     cfg = server.config
     client_id, secret = next(iter(cfg.clients.items()))
     session = new_session(4)
-    retry = RetryPolicy(max_tries=max_tries, base_seconds=0.01)
+    retry = RetryPolicy(max_tries=max_tries, base_seconds=0.01, timeout_seconds=5, clock=clock or FakeClock())
     tokens = TokenProvider(session=session, ims_url=f"{server.base_url}/ims/token/v3", client_id=client_id,
-                           client_secret=secret, scopes="openid", retry=retry, timeout=5)  # fmt: skip
+                           client_secret=secret, scopes="openid", retry=retry)  # fmt: skip
     inlet = cfg.auth_inlet_id if auth else cfg.open_inlet_id
     settings = {
         "max_request_bytes": 990_000,
@@ -122,7 +111,7 @@ def publisher(server: BackgroundServer, *, auth: bool = True, max_tries: int = 4
         **overrides,
     }
     return Publisher(session=session, inlet_url=f"{server.base_url}/collection/{inlet}", flow_id=None,
-                     tokens=tokens if auth else None, retry=retry, timeout=5, **settings)  # fmt: skip
+                     tokens=tokens if auth else None, retry=retry, **settings)  # fmt: skip
 
 
 def messages(server: BackgroundServer, count: int, *, org_id: str | None = None, padding: int = 0) -> list[bytes]:
@@ -205,12 +194,12 @@ def test_transient_errors_are_retried(adobe_emulator: BackgroundServer, faults: 
 
 def test_retry_after_is_honoured(adobe_emulator: BackgroundServer) -> None:
     adobe_emulator.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"429": 1.0},
-                                          "max_faults": 1, "retry_after": 1}]})  # fmt: skip
-    start = time.monotonic()
-    result = publisher(adobe_emulator).publish(messages(adobe_emulator, 3))
+                                          "max_faults": 1, "retry_after": 7}]})  # fmt: skip
+    clock = FakeClock()
+    result = publisher(adobe_emulator, clock=clock).publish(messages(adobe_emulator, 3))
     assert result.accepted == 3
     assert result.retries == 1
-    assert time.monotonic() - start >= 1.0
+    assert max(clock.waits) == 7  # (the others are the rate limiters' waits)
 
 
 def test_dropped_connections_are_retried(adobe_emulator: BackgroundServer) -> None:
@@ -223,7 +212,7 @@ def test_dropped_connections_are_retried(adobe_emulator: BackgroundServer) -> No
 def test_retries_are_bounded_then_fatal(adobe_emulator: BackgroundServer) -> None:
     adobe_emulator.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"503": 1.0},
                                           "retry_after": 0}]})  # fmt: skip
-    with pytest.raises(PublishError, match="still failing after 3 tries"):
+    with pytest.raises(RetriesExhausted, match="DCS answered HTTP 503; gave up after 3 tries"):
         publisher(adobe_emulator, max_tries=3).publish(messages(adobe_emulator, 5))
     assert stored_ids(adobe_emulator) == set()
 
@@ -233,17 +222,13 @@ def test_open_inlet_takes_no_token(adobe_emulator: BackgroundServer) -> None:
     assert result.accepted == 2
 
 
-@pytest.mark.parametrize(
-    ("limits", "min_seconds"),
-    [({"max_requests_per_second": 20}, 0.5), ({"max_messages_per_second": 40}, 0.5)],
-)
-def test_client_side_rate_limits_are_honoured(
-    adobe_emulator: BackgroundServer, limits: dict, min_seconds: float
-) -> None:
+@pytest.mark.parametrize("limits", [{"max_requests_per_second": 20}, {"max_messages_per_second": 40}])
+def test_client_side_rate_limits_are_honoured(adobe_emulator: BackgroundServer, limits: dict) -> None:
     batch = messages(adobe_emulator, 60, padding=900)  # ~1.5 KB each, two per 3.1 KB request: 30 requests
     assert len(pack([len(m) for m in batch], 3_100)[0]) == 30
-    start = time.monotonic()
-    result = publisher(adobe_emulator, max_request_bytes=3_100, **limits).publish(batch)
+    clock = FakeClock()
+    result = publisher(adobe_emulator, max_request_bytes=3_100, max_concurrency=1, clock=clock, **limits).publish(batch)
     assert result.accepted == 60
     assert result.requests == 30
-    assert time.monotonic() - start >= min_seconds  # (30 - 20) / 20 s, or (60 - 40) / 40 s
+    # The buckets start empty: 30 requests at 20/s, or 60 messages at 40/s, take 1.5 s from the first request.
+    assert clock.time - 1000 == pytest.approx(1.5, abs=0.01)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import SAMPLES, Aep, record_message, schema_message, state_message, stream_messages
+from conftest import SAMPLES, Aep, FakeClock, record_message, schema_message, state_message, stream_messages
 
 from emulators.server import BackgroundServer
 from target_adobe_aep.connection import RetryPolicy, new_session
+from target_adobe_aep.dcs import Publisher, PublishResult
 from target_adobe_aep.ims import AuthError, TokenProvider, expires_in_seconds
 
 V3 = "https://ims-na1.adobelogin.com/ims/token/v3"
@@ -35,14 +36,6 @@ def test_expires_in_units(url: str, expires_in: int, seconds: float) -> None:
     assert expires_in_seconds(url, expires_in) == pytest.approx(seconds)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def provider(server: BackgroundServer, path: str, clock: FakeClock, secret: str | None = None) -> TokenProvider:
     client_id, known_secret = next(iter(server.config.clients.items()))
     return TokenProvider(
@@ -51,9 +44,7 @@ def provider(server: BackgroundServer, path: str, clock: FakeClock, secret: str 
         client_id=client_id,
         client_secret=secret or known_secret,
         scopes="openid,AdobeID,read_organizations,additional_info.projectedProductContext,session",
-        retry=RetryPolicy(max_tries=3, base_seconds=0.01),
-        timeout=5,
-        clock=clock,
+        retry=RetryPolicy(max_tries=3, base_seconds=0.01, timeout_seconds=5, clock=clock),
     )
 
 
@@ -65,9 +56,9 @@ def test_token_cached_and_refreshed_ahead_of_expiry(adobe_emulator: BackgroundSe
     first = tokens.token()
     assert tokens.token() == first
     assert tokens.tokens_fetched == 1
-    clock.now += 899  # 1000 s lifetime (in s on v3, in ms on the legacy endpoint): refresh 100 s early
+    clock.advance(899)  # 1000 s lifetime (in s on v3, in ms on the legacy endpoint): refresh 100 s early
     assert tokens.token() == first
-    clock.now += 2
+    clock.advance(2)
     assert tokens.token() != first
     assert tokens.tokens_fetched == 2
 
@@ -97,7 +88,7 @@ def test_an_unusable_token_is_refused_without_echoing_it(
     answer = requests.Response()
     answer.status_code = 200
     answer._content = json.dumps({"access_token": token, "expires_in": 3600}).encode()
-    monkeypatch.setattr(tokens._session, "post", lambda *args, **kwargs: answer)
+    monkeypatch.setattr(tokens._session, "request", lambda *args, **kwargs: answer)
     with pytest.raises(AuthError, match="without a usable access_token") as caught:
         tokens.token()
     assert "secret-part" not in str(caught.value)
@@ -124,14 +115,16 @@ def _dcs_statuses(aep: Aep) -> list:
     return [e["status"] for e in aep.requests("/collection/batch/")]
 
 
-@pytest.mark.adobe(token_lifetime_seconds=1)
+@pytest.mark.adobe(token_lifetime_seconds=1000)
 @pytest.mark.parametrize("ims_path", ["/ims/token/v3", "/ims/token"])
 def test_token_expiring_mid_run_is_refreshed_before_use(aep: Aep, ims_path: str) -> None:
-    """v3 answers expires_in=1 (s), the legacy endpoint 1000 (ms): both mean one second."""
+    """v3 answers expires_in=1000 (s), the legacy endpoint 1000000 (ms): both mean 1000 s, refreshed 100 s early."""
+    clock = FakeClock()
     run = aep.run(
-        _two_batches(lambda: time.sleep(1.1)),
+        _two_batches(lambda: clock.advance(901)),
         ims_url=aep.server.base_url + ims_path,
         batch_size_rows=1,
+        clock=clock,
     )
     assert run.states == [{"bookmark": 2}]
     assert _dcs_statuses(aep) == [207, 207]  # no 401: the token was replaced before it expired
@@ -139,11 +132,20 @@ def test_token_expiring_mid_run_is_refreshed_before_use(aep: Aep, ims_path: str)
     assert len(aep.stored(aep.server.config.profile_dataset_id)) == 2
 
 
-def test_401_from_the_inlet_triggers_one_refresh_and_retry(aep: Aep) -> None:
+def test_401_from_the_inlet_triggers_one_refresh_and_retry(aep: Aep, monkeypatch: pytest.MonkeyPatch) -> None:
+    published = threading.Event()
+    publish = Publisher.publish
+
+    def publish_and_tell(self: Publisher, messages: list[bytes]) -> PublishResult:
+        try:
+            return publish(self, messages)
+        finally:
+            published.set()
+
+    monkeypatch.setattr(Publisher, "publish", publish_and_tell)
+
     def revoke() -> None:  # once the first batch (published in the background) has reached the inlet
-        deadline = time.monotonic() + 10
-        while not _dcs_statuses(aep) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert published.wait(timeout=30)
         aep.server.call(aep.state.issuer.revoke_all)
 
     run = aep.run(_two_batches(revoke), batch_size_rows=1)

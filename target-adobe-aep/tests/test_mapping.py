@@ -91,6 +91,8 @@ def test_hash_id_is_deterministic_and_independent_of_number_and_offset_spelling(
         ("number", "12.50", 12.5),
         ("number", decimal.Decimal("3"), 3),
         ("integer", "4.0", 4),
+        ("integer", str(2**63 - 1), 2**63 - 1),
+        ("number", str(2**70), float(2**70)),  # XDM numbers are doubles
         ("round", 2.6, 3),
         ("string", 42, "42"),
         ("string", True, "true"),
@@ -116,6 +118,14 @@ def test_transform_chain_and_failure_names_the_field() -> None:
         convert([{"to": "loyalty.points", "from": "p", "transform": "number"}], {"p": "lots"})
     with pytest.raises(ConversionError, match="integer"):
         convert([{"to": "q", "from": "q", "transform": "integer"}], {"q": 1.5})
+    with pytest.raises(ConversionError, match="beyond 64 bits"):
+        convert([{"to": "q", "from": "q", "transform": "integer"}], {"q": str(2**63)})
+
+
+@pytest.mark.parametrize("text", ["y", "n", "on", "off", "t"])
+def test_the_boolean_transform_takes_only_the_documented_spellings(text: str) -> None:
+    with pytest.raises(ConversionError, match="not a boolean"):
+        convert([{"to": "b", "from": "b", "transform": "boolean"}], {"b": text})
 
 
 def test_when_map_coalesce_constant_and_root_paths_inside_each() -> None:

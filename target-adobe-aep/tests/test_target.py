@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
-import time
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 import pytest
-from conftest import SAMPLES, Aep, record_message, schema_message, state_message, stream_messages, tap_schema
-from singer_sdk import Target
-from singer_sdk.sinks import Sink
+from conftest import (
+    SAMPLES,
+    Aep,
+    Handler,
+    base_url,
+    record_message,
+    schema_message,
+    serving,
+    state_message,
+    stream_messages,
+    tap_schema,
+)
 
-from target_adobe_aep.connection import ConfigError
-from target_adobe_aep.conversion import Converter, InvalidInputRecord
-from target_adobe_aep.dcs import REQUEST_OVERHEAD, Publisher, PublishError, PublishResult, pack
-from target_adobe_aep.dead_letter import serialized
+from target_adobe_aep.connection import ConfigError, RetriesExhausted
+from target_adobe_aep.conversion import InvalidInputRecord
+from target_adobe_aep.dcs import REQUEST_OVERHEAD, Publisher, PublishResult, pack
 from target_adobe_aep.mapping import MappingError
 from target_adobe_aep.rejections import RejectionGuard, SystemicRejection, TooManyRejectedRecords
 from target_adobe_aep.sinks import AEPSink
@@ -100,7 +111,7 @@ def test_429_storm_with_concurrent_requests_loses_nothing(aep: Aep) -> None:
 def test_fatal_publish_error_emits_no_state(aep: Aep) -> None:
     aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"503": 1.0}, "retry_after": 0}]})
     run = aep.run([*stream_messages("transactions", transactions(3), {"t": 3})], expect_error=True, max_retries=2)
-    assert isinstance(run.error, PublishError)
+    assert isinstance(run.error, RetriesExhausted)
     assert run.states == []
     assert len(aep.requests("/collection/batch/")) == 3
 
@@ -385,6 +396,32 @@ def test_secrets_never_reach_logs_or_the_dead_letter(aep: Aep, caplog: pytest.Lo
     assert "s3cr3t-wrong" not in caplog.text
 
 
+def test_debug_logging_is_linear_and_holds_no_record_values(aep: Aep, tmp_path: Path) -> None:
+    """At DEBUG the SDK logs each record's batch context; the records of the batch are not in it (they were: a log
+    quadratic in the input, with every e-mail and mobile number in it), nor anywhere else in the log."""
+    count = 2000
+    customers = [{**SAMPLES["customers"][0], "customer_id": 10_000 + i, "email": f"Person.{i}@Example.com",
+                  "mobile": f"91{9_000_000_000 + i}", "external_id": f"EXT-{i}"} for i in range(count)]  # fmt: skip
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**aep.config, "batch_size_rows": 500}))
+    singer = "".join(json.dumps(m) + "\n" for m in stream_messages("customers", customers, {"t": count}))
+    command = [str(Path(sys.executable).parent / "target-adobe-aep"), "--config", str(config)]
+    environment = {**os.environ, "TARGET_ADOBE_AEP_LOGLEVEL": "DEBUG"}
+    done = subprocess.run(command, input=singer, capture_output=True, text=True, timeout=120, check=False,
+                          env=environment)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [json.dumps({"t": count})]
+    log = done.stderr
+    assert "| DEBUG" in log
+    assert len(log) < 400 * count + 200_000  # about 250 bytes a record: the SDK's "Processed record" line
+    lowered = log.lower()
+    values = [c["email"].lower() for c in customers] + [c["mobile"] for c in customers] + ["zoe", "muller"]
+    assert [value for value in values if value in lowered] == []
+    grants = aep.server.call(lambda: list(aep.state.issuer._grants))
+    assert grants
+    assert [secret for secret in [aep.config["client_secret"], *grants] if secret in log] == []
+
+
 def test_console_script_end_to_end(aep: Aep, tmp_path) -> None:
     """The installed ``target-adobe-aep`` command: state on stdout, summary on stderr, exit status on failure."""
     config = tmp_path / "config.json"
@@ -402,7 +439,9 @@ def test_console_script_end_to_end(aep: Aep, tmp_path) -> None:
     failed = subprocess.run(command, input=singer, capture_output=True, text=True, timeout=60, check=False)
     assert failed.returncode != 0
     assert failed.stdout == ""
-    assert "DCS still failing after 2 tries" in failed.stderr
+    last = failed.stderr.splitlines()[-1]
+    assert "ERROR" in last
+    assert "DCS answered HTTP 500; gave up after 2 tries in " in last
 
 
 def test_batches_drain_by_bytes_into_full_requests_and_state_waits_for_them(
@@ -421,18 +460,15 @@ def test_batches_drain_by_bytes_into_full_requests_and_state_waits_for_them(
 
     monkeypatch.setattr(Publisher, "publish", recording_publish)
     written: list[tuple[dict, int]] = []
-    write_state = Target._write_state_message
 
-    def recording_write_state(self: Target, state: dict) -> None:
-        written.append((state, aep.counts()[aep.config["event_dataset_id"]]["accepted"]))
-        write_state(self, state)
+    def record_state(line: str) -> None:  # what AEP holds when the target writes the STATE line
+        written.append((json.loads(line), aep.counts()[aep.config["event_dataset_id"]]["accepted"]))
 
-    monkeypatch.setattr(Target, "_write_state_message", recording_write_state)
     records = transactions(400)
     messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:250]),
                 state_message({"t": 250}), *(record_message("transactions", r) for r in records[250:]),
                 state_message({"t": 400})]  # fmt: skip
-    run = aep.run(messages, max_request_bytes=20_000, requests_per_batch=3)
+    run = aep.run(messages, max_request_bytes=20_000, requests_per_batch=3, on_output=record_state)
     assert run.states == [{"t": 400}]
     assert written == [({"t": 400}, 400)]
     assert sum(map(len, drains)) == 400
@@ -522,24 +558,8 @@ def test_a_background_batch_failure_stops_the_run_before_any_state(aep: Aep) -> 
                 state_message({"t": 100}), *(record_message("transactions", r) for r in records[100:]),
                 state_message({"t": 200})]  # fmt: skip
     run = aep.run(messages, expect_error=True, max_retries=0, max_request_bytes=20_000, requests_per_batch=1)
-    assert isinstance(run.error, PublishError)
+    assert isinstance(run.error, RetriesExhausted)
     assert run.states == []
-
-
-def test_conversion_parses_timestamps_as_the_sdk_does(aep: Aep) -> None:
-    """Records are converted from their serialized form; the converter parses date-like properties exactly as
-    the SDK's own method would have (same XDM), and stops on a value the SDK would stop on."""
-    run = aep.run([schema_message("transactions")], dry_run=True)
-    sink = run.target.get_sink("transactions")
-    converter = Converter(sink._spec)
-    for sample in transactions(2):
-        parsed = copy.deepcopy(sample)
-        Sink._parse_timestamps_in_record(sink, parsed, sink.schema, sink.datetime_error_treatment)
-        assert isinstance(parsed["billed_at"], datetime.datetime)
-        assert converter.message(serialized(sample)) == sink.envelope.wrap(orjson.dumps(sink.mapping.convert(parsed)))
-    invalid = {**transactions(1)[0], "billed_at": "not a time"}
-    with pytest.raises(InvalidInputRecord, match="Could not parse value 'not a time' for field 'billed_at'"):
-        converter.message(serialized(invalid))
 
 
 @pytest.mark.parametrize("conversion_workers", [0, 1])
@@ -560,49 +580,113 @@ def test_an_input_record_its_schema_refuses_stops_the_run_before_any_state(aep: 
     assert aep.counts()[aep.config["event_dataset_id"]]["accepted"] <= 20
 
 
-def _publishing_target(aep: Aep, tmp_path: Path, messages: list[dict], **config: Any) -> subprocess.Popen:
-    """The target's executable, given ``messages`` on a stdin left open (as while the tap still runs), once it
-    has sent its first DCS request."""
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps({**aep.config, **config}))
-    command = [str(Path(sys.executable).parent / "target-adobe-aep"), "--config", str(config_file)]
-    pipe = subprocess.PIPE
-    process = subprocess.Popen(command, stdin=pipe, stdout=pipe, stderr=pipe, text=True)
-    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
-    process.stdin.flush()
-    deadline = time.monotonic() + 30
-    while not aep.requests("/collection/batch/") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert aep.requests("/collection/batch/"), "the target never published"
-    return process
+class TargetProcess:
+    """The target's executable reading ``messages`` from a stdin left open (as while the tap still runs); its log
+    is read as it comes."""
+
+    def __init__(self, aep: Aep, tmp_path: Path, messages: list[dict], **config: Any) -> None:
+        config_file = tmp_path / "config.json"
+        config_file.write_text(json.dumps({**aep.config, **config}))
+        command = [str(Path(sys.executable).parent / "target-adobe-aep"), "--config", str(config_file)]
+        pipe = subprocess.PIPE
+        self.process = subprocess.Popen(command, stdin=pipe, stdout=pipe, stderr=pipe, text=True)
+        self.log: list[str] = []
+        self._logged = threading.Condition()
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        assert self.process.stdin is not None
+        self.process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+        self.process.stdin.flush()
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._logged:
+                self.log.append(line)
+                self._logged.notify_all()
+
+    def wait_for_log(self, text: str) -> None:
+        with self._logged:
+            found = self._logged.wait_for(lambda: any(text in line for line in self.log), timeout=60)
+        assert found, "".join(self.log)
+
+    def end(self, timeout: float) -> tuple[int, str, str]:
+        """Exit status, output and log, once the process ended (within ``timeout`` seconds) and no process holds
+        its output."""
+        status = self.process.wait(timeout=timeout)
+        assert self.process.stdout is not None
+        out = self.process.stdout.read()
+        self._reader.join()
+        return status, out, "".join(self.log)
 
 
-def test_sigterm_stops_without_state_while_batches_are_in_flight(aep: Aep, tmp_path: Path) -> None:
-    """A SIGTERM while a batch publishes and the next one waits for it: exit 143 and no STATE (the SDK's handler
-    would drain and write a STATE over records the interrupted code had taken but not sent)."""
-    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "latency_ms": 3000}]})
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_a_retry_wait_at_once(aep: Aep, tmp_path: Path, signum: int) -> None:
+    """DCS asks to retry in 60 s; the signal ends that wait: exit 128 + n, no STATE, no traceback (the wait
+    outlasted the signal by minutes before)."""
+    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "status_rates": {"429": 1.0},
+                                      "retry_after": 60}]})  # fmt: skip
+    records = transactions(20)
+    messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:10]),
+                state_message({"t": 10}), *(record_message("transactions", r) for r in records[10:])]  # fmt: skip
+    target = TargetProcess(aep, tmp_path, messages, batch_size_rows=10, state_checkpoint_seconds=0)
+    target.wait_for_log("DCS answered HTTP 429; retry 1 of 5 in 60.00 s")
+    target.process.send_signal(signum)
+    status, out, log = target.end(timeout=30)
+    assert status == 128 + signum
+    assert out == ""
+    assert f"Received termination signal {signum}: stopping without writing STATE" in log
+    assert "exiting now" not in log  # the wait ended: no need for the exit after the grace period
+    assert "Traceback" not in log, log
+    assert len(aep.requests("/collection/batch/")) == 1
+
+
+@contextlib.contextmanager
+def unanswered_inlet(aep: Aep) -> Iterator[tuple[str, threading.Event]]:
+    """An inlet URL whose requests are never answered while the block runs, and the event of the first one."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def never_answering(_: Handler) -> tuple[int, dict[str, str], bytes]:
+        arrived.set()
+        release.wait(timeout=60)
+        return 503, {}, b""
+
+    with serving(never_answering) as inlet:
+        try:
+            yield f"{base_url(inlet)}/collection/{aep.server.config.auth_inlet_id}", arrived
+        finally:
+            release.set()
+
+
+def test_a_signal_ends_the_run_within_seconds_while_a_request_is_in_flight(aep: Aep, tmp_path: Path) -> None:
+    """An inlet that does not answer: the target exits 5 s after SIGTERM, writing no STATE (it used to wait for the
+    request and, through the SDK's handler, drain and write a STATE over records not yet sent)."""
     records = transactions(20)
     messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records[:19]),
                 state_message({"t": 19}), record_message("transactions", records[19])]  # fmt: skip
-    process = _publishing_target(aep, tmp_path, messages, batch_size_rows=10)
-    time.sleep(0.3)  # the second batch is full and waits for the first
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 128 + signal.SIGTERM
+    with unanswered_inlet(aep) as (inlet_url, arrived):
+        target = TargetProcess(aep, tmp_path, messages, batch_size_rows=10, preflight=False, inlet_url=inlet_url)
+        assert arrived.wait(timeout=60)
+        target.process.send_signal(signal.SIGTERM)
+        status, out, log = target.end(timeout=15)
+    assert status == 128 + signal.SIGTERM
     assert out == ""
-    assert "Received termination signal 15: stopping without writing STATE" in err
+    assert "Received termination signal 15: stopping without writing STATE" in log
+    assert "Requests still in flight after 5 s: exiting now" in log
 
 
 def test_a_killed_target_leaves_no_process_holding_its_output(aep: Aep, tmp_path: Path) -> None:
     """SIGKILL while batches are converted and published: the conversion workers (and multiprocessing's helper
     processes) end with the target, so whoever reads its stdout and stderr (Meltano) sees both close."""
-    aep.server.set_faults({"rules": [{"path": "/collection/batch/*", "latency_ms": 3000}]})
     records = transactions(60)
     messages = [schema_message("transactions"), *(record_message("transactions", r) for r in records)]
-    process = _publishing_target(aep, tmp_path, messages, batch_size_rows=10, conversion_workers=2)
-    process.kill()
-    out, _ = process.communicate(timeout=30)  # returns only once no process holds the pipes
-    assert process.returncode == -signal.SIGKILL
+    with unanswered_inlet(aep) as (inlet_url, arrived):
+        target = TargetProcess(aep, tmp_path, messages, batch_size_rows=10, conversion_workers=2, preflight=False,
+                               inlet_url=inlet_url)  # fmt: skip
+        assert arrived.wait(timeout=60)
+        target.process.kill()
+        status, out, _ = target.end(timeout=30)  # returns only once no process holds the pipes
+    assert status == -signal.SIGKILL
     assert out == ""
 
 
