@@ -96,6 +96,7 @@ def test_a_mapping_writing_what_the_schema_lacks_stops_at_its_schema(aep: Aep) -
         {"to": "_id", "hash": ["customer_id"]},
         {"to": "person.birthDate", "from": "registered_at", "transform": "timestamp"},  # a date field
         {"to": "loyalty.favouriteStore", "from": "registered_store_code"},  # no such field
+        {"to": "_{tenant_id}.capillary.cardNumbers", "from": "loyalty_points", "transform": ["round", "list"]},
     ]}  # fmt: skip
     run = aep.run([*stream_messages("customers", SAMPLES["customers"]), never_read], expect_error=True,
                   mappings={"customers": document})  # fmt: skip
@@ -103,6 +104,7 @@ def test_a_mapping_writing_what_the_schema_lacks_stops_at_its_schema(aep: Aep) -
     assert finding.settings == ("profile_schema_id", "mappings.customers")
     assert "person.birthDate (the mapping writes date-time, the schema has string date)" in finding.message
     assert "loyalty.favouriteStore (not in the schema)" in finding.message
+    assert "cardNumbers (the mapping writes array of integer, the schema has array)" in finding.message
     assert aep.requests("/collection/batch/") == []
 
 
