@@ -1,10 +1,17 @@
-"""Calls to the platform API gateway (``platform.adobe.io``: Schema Registry, Catalog): its headers, a bearer token
-refreshed once when refused, and retries of 429/5xx and dropped connections."""
+"""Calls to the platform API gateway (``platform.adobe.io``: Schema Registry, Catalog, Identity Service, Flow Service,
+data export, observability): its headers, a bearer token refreshed once when refused, and retries.
+
+Reads (``GET``) are retried after 429, 5xx and dropped connections. Writes (``POST``, ``PATCH``) create or change
+something, so they are retried only when the gateway says it did not take them (429, 503); after a dropped
+connection or another 5xx, whether the write took effect is unknown (``UncertainOutcome``): provision looks every
+object up before creating it, so running it again finds what the write made instead of making it twice.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import requests
 
 from target_adobe_aep.connection import CONNECTION_ERRORS, RetriableError, RetryPolicy, raise_if_retriable
@@ -12,6 +19,12 @@ from target_adobe_aep.ims import TokenProvider
 
 REGISTRY = "/data/foundation/schemaregistry"
 CATALOG = "/data/foundation/catalog"
+IDENTITY = "/data/core/idnamespace/identities"
+FLOW_SERVICE = "/data/foundation/flowservice"
+EXPORT = "/data/foundation/export"
+METRICS = "/data/infrastructure/observability/insights/metrics"
+# 5xx answers after which a write may or may not have been made (429 and 503 say it was not taken).
+UNCERTAIN_STATUSES = frozenset({500, 502, 504})
 # The gateway's error codes (EN help/landing/troubleshooting.md) and the setting each points at.
 GATEWAY_CODES = {
     "400003": ("org_id", "the x-gw-ims-org-id header is missing"),
@@ -22,8 +35,12 @@ GATEWAY_CODES = {
 }
 
 
+class UncertainOutcome(RuntimeError):
+    """A write was sent but whether it took effect is unknown (dropped connection, 500/502/504)."""
+
+
 class PlatformClient:
-    """``GET`` requests to one platform URL with ``Authorization``, ``x-api-key``, ``x-gw-ims-org-id`` and
+    """Requests to one platform URL with ``Authorization``, ``x-api-key``, ``x-gw-ims-org-id`` and
     ``x-sandbox-name`` (EN help/landing/api-fundamentals.md)."""
 
     def __init__(
@@ -49,16 +66,42 @@ class PlatformClient:
             ) -> requests.Response:  # fmt: skip
         """The answer to ``GET {platform_url}{path}``; raises ``AuthError`` when the token is refused twice and
         ``RetriableError`` when retries run out."""
+        return self.request("GET", path, what, accept=accept, params=params)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        accept: str | None = None,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> requests.Response:
+        """The answer to ``{method} {platform_url}{path}`` with ``body`` as JSON; a write (not ``GET``) raises
+        ``UncertainOutcome`` when it may or may not have been made."""
         url = self._base + path
         headers = {**self._headers, **({"Accept": accept} if accept else {})}
+        data = None if body is None else orjson.dumps(body)
+        if data is not None:
+            headers["Content-Type"] = content_type
+        write = method != "GET"
 
         def send(token: str) -> requests.Response:
             try:
-                response = self._session.get(
-                    url, headers={**headers, "Authorization": f"Bearer {token}"}, params=params, timeout=self._timeout
-                )
+                response = self._session.request(
+                    method, url, headers={**headers, "Authorization": f"Bearer {token}"}, params=params, data=data,
+                    timeout=self._timeout,
+                )  # fmt: skip
             except CONNECTION_ERRORS as exc:
+                if write:
+                    msg = f"{what}: {method} {path} failed ({type(exc).__name__}); whether it took effect is unknown"
+                    raise UncertainOutcome(msg) from None
                 raise RetriableError(f"{what} request failed: {type(exc).__name__}") from None
+            if write and response.status_code in UNCERTAIN_STATUSES:
+                msg = f"{what}: {method} {path} answered HTTP {response.status_code}; whether it took effect is unknown"
+                raise UncertainOutcome(msg)
             raise_if_retriable(response, what)
             return response
 

@@ -126,7 +126,7 @@ class Aep:
 @pytest.fixture
 def aep(adobe_emulator: BackgroundServer, tmp_path: Path) -> Aep:
     cfg = adobe_emulator.config
-    schemas = adobe_emulator.app[ADOBE].dcs.schemas
+    dcs = adobe_emulator.app[ADOBE].dcs
     client_id, client_secret = next(iter(cfg.clients.items()))
     config = {
         "client_id": client_id,
@@ -139,9 +139,9 @@ def aep(adobe_emulator: BackgroundServer, tmp_path: Path) -> Aep:
         "flow_id": "11111111-2222-3333-4444-555555555555",
         "tenant_id": cfg.tenant_id,
         "profile_dataset_id": cfg.profile_dataset_id,
-        "profile_schema_id": schemas[cfg.profile_dataset_id].id,
+        "profile_schema_id": dcs.schema(cfg.profile_dataset_id).id,
         "event_dataset_id": cfg.event_dataset_id,
-        "event_schema_id": schemas[cfg.event_dataset_id].id,
+        "event_schema_id": dcs.schema(cfg.event_dataset_id).id,
         "dead_letter_path": str(tmp_path / "dead-letter.jsonl"),
         "dry_run_path": str(tmp_path / "dry-run"),
         "retry_backoff_ms": 10,
