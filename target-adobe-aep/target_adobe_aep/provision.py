@@ -212,6 +212,7 @@ class Provisioner:
         self.profile_enabled = profile_enabled
         self.echo = echo
         self.outcome = Outcome()
+        self._pending = ""  # in --plan: the call the next reported object would be made by
 
     # -- calls ---------------------------------------------------------------------------------------------
 
@@ -225,7 +226,7 @@ class Provisioner:
     def _write(self, method: str, path: str, what: str, body: Any, summary: str, **kwargs: Any) -> Any:
         """The answer to a write, or None in ``--plan`` (then the call is only printed)."""
         if self.plan:
-            self.echo(f"  would {method} {path}  ({summary})")
+            self._pending = f"  by {method} {path}  ({summary})"
             return None
         response = self.platform.request(method, path, what, body=body, **kwargs)
         if response.status_code not in (200, 201):
@@ -234,7 +235,11 @@ class Provisioner:
         return response.json()
 
     def _report(self, status: str, what: str, detail: str = "") -> None:
+        """One line per object: its status, what it is, its id; in ``--plan``, then the call that would do it."""
         self.echo(f"{status:<12} {what}{f'  {detail}' if detail else ''}")
+        if self._pending:
+            self.echo(self._pending)
+            self._pending = ""
 
     def _created(self, what: str, new_id: str | None) -> str:
         """The id of what was just created (a placeholder in ``--plan``)."""
@@ -276,11 +281,6 @@ class Provisioner:
             return
         self._namespaces(mappings)
         kinds = [kind for kind in CLASSES if mappings.by_kind.get(kind)]
-        if self.profile_enabled:
-            self.echo(
-                "WARNING: --profile-enabled enables schemas for Real-Time Customer Profile: the 'union' tag is an "
-                "immutable tag, which AEP never lets you remove (EN help/xdm/api/schemas.md#union)."
-            )
         destinations: dict[str, tuple[str, str]] = {}
         for kind in kinds:
             field_group = self._field_group(kind, tenant, mappings.by_kind[kind])
@@ -390,7 +390,8 @@ class Provisioner:
         return schema_id
 
     def _enable_profile(self, what: str, schema_id: str) -> None:
-        self.echo(f"WARNING: enabling {what} for Profile; this cannot be undone")
+        self.echo(f"WARNING: enabling {what} for Real-Time Customer Profile cannot be undone: AEP never removes the "
+                  "'union' tag, an immutable tag (EN help/xdm/api/schemas.md#union)")  # fmt: skip
         path = f"{REGISTRY}/tenant/schemas/{urllib.parse.quote(schema_id, safe='')}"
         body = [{"op": "add", "path": "/meta:immutableTags", "value": ["union"]}]
         if self._write("PATCH", path, "Schema Registry", body, "meta:immutableTags: [union]") is None:

@@ -169,8 +169,8 @@ def test_transactions_preset_values_and_returns() -> None:
           "status": "REDEEMED", "issuedOn": "2024-05-02T10:00:00Z", "validTill": "2024-09-29T23:59:59Z",
           "redeemedOn": "2024-06-01T04:31:00Z", "issuedStore": "blr-01"}),
         ("reward_issuals", ["loyalty.rewardIssued", "loyalty.rewardIssueFailed"], "reward",
-         {"rewardTransactionId": "880", "rewardId": "38774", "rewardName": "Lounge access", "rewardType": "POINTS", "status": "FULFILLED",
-          "issuedOn": "2024-05-31T09:00:01Z"}),
+         {"rewardTransactionId": "880", "rewardId": "38774", "rewardName": "Lounge access", "rewardType": "POINTS",
+          "status": "FULFILLED", "issuedOn": "2024-05-31T09:00:01Z"}),
     ],
 )  # fmt: skip
 def test_loyalty_event_presets(stream: str, event_types: list[str], tenant_key: str, expected_first: dict) -> None:
