@@ -20,7 +20,16 @@ from typing import Any
 
 import yaml
 
-from target_adobe_aep.provision import Names, active_mappings, dataset_body, field_group_body, schema_body
+from target_adobe_aep.provision import (
+    Mappings,
+    Names,
+    active_mappings,
+    dataset_body,
+    field_group_body,
+    identity_codes,
+    namespace_body,
+    schema_body,
+)
 from target_adobe_aep.target import TargetAdobeAEP
 from target_adobe_aep.tenant_fields import tenant_fields
 
@@ -34,6 +43,10 @@ def _dev_config() -> dict[str, Any]:
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
     dev = next(env for env in project["environments"] if env["name"] == "dev")
     return next(p for p in dev["config"]["plugins"]["loaders"] if p["name"] == "target-adobe-aep")["config"]
+
+
+def _of_kind(mappings: Mappings, kind: str) -> Mappings:
+    return Mappings({kind: mappings.by_kind[kind]}, {kind: mappings.documents[kind]}, mappings.namespaces)
 
 
 def seeds() -> dict[str, str]:
@@ -58,6 +71,8 @@ def seeds() -> dict[str, str]:
             "fieldGroup": {"$id": field_group_id, **field_group_body(kind, names, TENANT, fields.tenant_object)},
             "schema": {"$id": schema_id, **schema_body(kind, names, field_group_id)},
             "dataSet": dataset_body(kind, names, schema_id, profile_enabled=True),
+            # The namespaces its identity rules use; the emulator creates those its sandbox does not have.
+            "identityNamespaces": [namespace_body(code) for code in identity_codes(_of_kind(active, kind))],
         }
         files[name] = json.dumps(seed, indent=1, ensure_ascii=False) + "\n"
     return files

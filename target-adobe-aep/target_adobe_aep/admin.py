@@ -134,7 +134,12 @@ def provision(
     connection with its source and target connections and dataflow. Objects that exist are checked and reused; one
     that exists with another shape is reported and left alone. Then prints the settings to use and runs check."""
     target = load_target(configs)
-    outcome = Provisioner(target, Names(title), plan=plan, profile_enabled=profile_enabled, echo=click.echo).run()
+    names = Names(title)
+    # Everything is looked up before anything is made: an object of another shape stops provision before it starts.
+    outcome = Provisioner(target, names, plan=True, profile_enabled=profile_enabled, echo=click.echo if plan else
+                          lambda _: None).run()  # fmt: skip
+    if not plan and not outcome.findings:
+        outcome = Provisioner(target, names, plan=False, profile_enabled=profile_enabled, echo=click.echo).run()
     for finding in outcome.findings:
         click.echo(f"FAILED: {finding}")
     if outcome.findings:
@@ -184,7 +189,7 @@ def report(configs: tuple[str, ...], since: str, datasets: tuple[str, ...], dead
     for dataset_id in chosen:
         reporter.dataset(kinds.get(dataset_id), dataset_id, start)
     reporter.metrics(chosen, start, now)
-    click.echo(f"{len(reporter.failed)} failed record(s) since {start.isoformat()}.")
+    click.echo(f"{len(reporter.failed)} failed record(s) since {start.strftime('%Y-%m-%dT%H:%M:%SZ')}.")
     if dead_letter and reporter.failed:
         letters = target.dead_letter
         seen = existing_dead_letters(iter(letters.path.read_text().splitlines()) if letters.path.exists() else iter(()))

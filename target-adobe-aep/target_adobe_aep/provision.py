@@ -22,8 +22,9 @@ In order, each looked up first (by title or name) and created only when missing:
 
 An object that exists with another shape (a schema of that title without the field group, a dataset bound to
 another schema, a connection of another spec, ...) is reported and left alone: provision never changes what it did
-not make, and never makes a second one. ``--plan`` looks everything up and prints what it would create or change,
-changing nothing. At the end it prints the settings to use and, once everything exists, runs ``check``.
+not make, and never makes a second one; and since everything is looked up before anything is made, such an object
+stops provision before it has made anything. ``--plan`` looks everything up and prints what it would create or
+change, and the call that would, changing nothing. At the end it prints the settings to use and runs ``check``.
 """
 
 from __future__ import annotations
@@ -131,6 +132,23 @@ def dataset_body(kind: str, names: Names, schema_id: str, profile_enabled: bool)
     if profile_enabled:
         body["tags"] = PROFILE_TAGS
     return body
+
+
+def namespace_body(code: str) -> dict[str, Any]:
+    """A custom namespace for a person identifier (``CROSS_DEVICE``, EN help/identity-service/namespaces.md)."""
+    return {
+        "name": code,
+        "code": code,
+        "description": "Created by target-adobe-aep provision",
+        "idType": "CROSS_DEVICE",
+    }
+
+
+def identity_codes(mappings: Mappings) -> list[str]:
+    """The namespaces of the identity rules of ``mappings``."""
+    namespaces = mappings.namespaces
+    return sorted({namespaces[key] for docs in mappings.documents.values() for d in docs
+                   for key in _identity_keys(d.get("fields", [])) if key in namespaces})  # fmt: skip
 
 
 def connection_body(names: Names, authenticated: bool) -> dict[str, Any]:
@@ -316,18 +334,15 @@ class Provisioner:
 
     def _namespaces(self, mappings: Mappings) -> None:
         """The identity namespaces the mappings' identity rules use; standard ones (Email, Phone) exist already."""
-        namespaces = mappings.namespaces
-        codes = sorted({namespaces[key] for docs in mappings.documents.values() for d in docs
-                        for key in _identity_keys(d.get("fields", [])) if key in namespaces})  # fmt: skip
+        codes = identity_codes(mappings)
         existing = {ns.get("code"): ns for ns in self._get(IDENTITY, "Identity Service")}
         for code in codes:
             what = f"identity namespace {code!r}"
             if code in existing:
                 self._report("exists", what, "standard" if not existing[code].get("custom") else "custom")
                 continue
-            body = {"name": code, "code": code, "description": "Created by target-adobe-aep provision",
-                    "idType": "CROSS_DEVICE"}  # fmt: skip
-            created = self._write("POST", IDENTITY, "Identity Service", body, f"code {code}, idType CROSS_DEVICE")
+            created = self._write("POST", IDENTITY, "Identity Service", namespace_body(code),
+                                  f"code {code}, idType CROSS_DEVICE")  # fmt: skip
             self._created(what, None if created is None else str(created.get("id")))
 
     def _find_registry(self, kind: str, title: str) -> dict | None:

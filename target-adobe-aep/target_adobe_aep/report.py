@@ -26,7 +26,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -69,18 +69,22 @@ def _utc(ms: Any) -> str:
 
 def _timestamp_spellings(value: str) -> list[str]:
     """``value`` (RFC 3339 in UTC, as the ``timestamp`` transform writes it) in the spellings a source may have
-    used for the same instant: ``Z`` or ``+00:00``, no fraction, milliseconds or microseconds."""
+    used for the same instant: ``Z``, or any UTC offset on the quarter hour; no fraction, milliseconds or
+    microseconds."""
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
         return [value]
-    bases = {moment.strftime("%Y-%m-%dT%H:%M:%S")}
-    if moment.microsecond:
-        bases = {moment.isoformat(timespec="milliseconds")[:23], moment.isoformat(timespec="microseconds")[:26]}
-    else:
-        bases |= {moment.strftime("%Y-%m-%dT%H:%M:%S.000"), moment.strftime("%Y-%m-%dT%H:%M:%S.000000")}
-    spellings = sorted(f"{base}{zone}" for base in bases for zone in ("Z", "+00:00"))
-    return [value, *(spelling for spelling in spellings if spelling != value)]
+    spellings = [value]
+    for quarters in range(-48, 57):  # UTC-12:00 to UTC+14:00
+        local = moment.astimezone(timezone(timedelta(minutes=15 * quarters)))
+        zones = ["Z", "+00:00"] if quarters == 0 else [local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:]]
+        fractions = [f".{local.microsecond:06d}"[:4], f".{local.microsecond:06d}"]
+        if not local.microsecond:
+            fractions.append("")
+        for fraction in fractions:
+            spellings += [local.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone for zone in zones]
+    return list(dict.fromkeys(spellings))
 
 
 def _at(entity: Any, path: tuple[str, ...]) -> Any:

@@ -73,15 +73,18 @@ def _page(request: web.Request, default_limit: int) -> tuple[int, int]:
 
 def seeded(config: AdobeConfig) -> Sandbox:
     """The sandbox the emulator starts with: empty, or (``provisioned``) holding what target-adobe-aep's provision
-    makes, created through the same checks as the APIs: the tenant field group, schema (enabled for Profile) and
-    dataset of each ``schemas/capillary-*.json`` seed (generated from the target's mappings), with the configured
-    ids, and the two inlets."""
+    makes, created through the same checks as the APIs: the identity namespaces, tenant field group, schema (enabled
+    for Profile) and dataset of each ``schemas/capillary-*.json`` seed (generated from the target's mappings), with
+    the configured ids, and the two inlets."""
     sandbox = Sandbox(config.tenant_id, config.org_id, config.sandbox, max_errors=config.max_errors_per_message)
     if not config.provisioned:
         return sandbox
     for dataset_id, name in config.datasets.items():
         text = SCHEMAS.joinpath(f"{name}.json").read_text(encoding="utf-8")
         seed = json.loads(text.replace(TENANT_PLACEHOLDER, config.tenant_id))
+        for namespace in seed["identityNamespaces"]:
+            if not any(existing["code"] == namespace["code"] for existing in sandbox.namespaces):
+                sandbox.create_namespace(namespace)
         field_group = {key: value for key, value in seed["fieldGroup"].items() if key != "$id"}
         sandbox.create_field_group(field_group, seed["fieldGroup"]["$id"])
         schema = {key: value for key, value in seed["schema"].items() if key != "$id"}
