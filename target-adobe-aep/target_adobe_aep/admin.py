@@ -93,15 +93,15 @@ def _write_config(path: Path, settings: dict[str, str]) -> None:
 
 
 def _meltano_config_set(meltano: str, plugin: str, settings: dict[str, str]) -> None:
-    """``meltano config <plugin> set <name> <value>`` for each setting, in the Meltano project that runs this command
-    (``MELTANO_PROJECT_ROOT``, which ``meltano invoke`` sets) or the current directory."""
+    """``meltano config set <plugin> <name> <value>`` (Meltano 4) for each setting, in the Meltano project that runs
+    this command (``MELTANO_PROJECT_ROOT``, which ``meltano invoke`` sets) or the current directory."""
     root = os.environ.get("MELTANO_PROJECT_ROOT") or os.getcwd()
     for name, value in settings.items():
-        result = subprocess.run([meltano, "config", plugin, "set", name, value], cwd=root, capture_output=True,
+        result = subprocess.run([meltano, "config", "set", plugin, name, value], cwd=root, capture_output=True,
                                 text=True, check=False)  # fmt: skip
         if result.returncode != 0:
-            raise click.ClickException(f"meltano config {plugin} set {name} failed: {result.stderr.strip()[-500:]}")
-    click.echo(f"Stored the settings in the Meltano project at {root} (meltano config {plugin} set).")
+            raise click.ClickException(f"meltano config set {plugin} {name} failed: {result.stderr.strip()[-500:]}")
+    click.echo(f"Stored the settings in the Meltano project at {root} (meltano config set {plugin}).")
 
 
 @cli.command()
@@ -116,7 +116,7 @@ def _meltano_config_set(meltano: str, plugin: str, settings: dict[str, str]) -> 
 @click.option("--write-config", type=click.Path(dir_okay=False, path_type=Path),
               help="Also merge the settings into this JSON config file (created if missing).")  # fmt: skip
 @click.option("--meltano-config", "meltano_config", is_flag=True,
-              help="Also store the settings in the Meltano project (meltano config <plugin> set).")  # fmt: skip
+              help="Also store the settings in the Meltano project (meltano config set <plugin> ...).")  # fmt: skip
 @click.option("--meltano-bin", default="meltano", show_default=True, help="The meltano executable (--meltano-config).")
 @click.option("--meltano-plugin", default="target-adobe-aep", show_default=True, help="The plugin's name in Meltano.")
 def provision(
