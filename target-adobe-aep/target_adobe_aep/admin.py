@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,6 +60,14 @@ def run_check(target: TargetAdobeAEP, streams: Iterable[str], echo: Callable[[st
     return list(dict.fromkeys(findings))  # streams sharing a schema share its findings
 
 
+def _exit_on(findings: Sequence[object]) -> None:
+    """Print each problem as ``FAILED: …`` and exit 1 if there is any."""
+    for finding in findings:
+        click.echo(f"FAILED: {finding}")
+    if findings:
+        sys.exit(1)
+
+
 @click.group()
 def cli() -> None:
     """Administration of target-adobe-aep's Adobe setup, with the target's settings."""
@@ -78,11 +86,7 @@ def check(configs: tuple[str, ...], streams: tuple[str, ...]) -> None:
     """Check the settings against Adobe, as the target does before reading input: IMS token, tenant, schemas,
     datasets' schemaRef, one syncValidation probe of the inlet per destination (nothing is ingested), and that each
     mapping writes only paths its schema has. Exits 1 listing each problem and the setting to fix."""
-    findings = run_check(load_target(configs), streams, click.echo)
-    for finding in findings:
-        click.echo(f"FAILED: {finding}")
-    if findings:
-        sys.exit(1)
+    _exit_on(run_check(load_target(configs), streams, click.echo))
     click.echo("The configuration works.")
 
 
@@ -140,10 +144,7 @@ def provision(
                           lambda _: None).run()  # fmt: skip
     if not plan and not outcome.findings:
         outcome = Provisioner(target, names, plan=False, profile_enabled=profile_enabled, echo=click.echo).run()
-    for finding in outcome.findings:
-        click.echo(f"FAILED: {finding}")
-    if outcome.findings:
-        sys.exit(1)
+    _exit_on(outcome.findings)
     if plan:
         click.echo("Plan only: nothing was created or changed.")
         return
@@ -157,11 +158,7 @@ def provision(
         click.echo(f"Wrote them to {write_config}.")
     if meltano_config:
         _meltano_config_set(meltano_bin, meltano_plugin, settings)
-    findings = run_check(TargetAdobeAEP(config={**target.config, **settings}, validate_config=True), (), click.echo)
-    for finding in findings:
-        click.echo(f"FAILED: {finding}")
-    if findings:
-        sys.exit(1)
+    _exit_on(run_check(TargetAdobeAEP(config={**target.config, **settings}, validate_config=True), (), click.echo))
     click.echo("The configuration works.")
 
 

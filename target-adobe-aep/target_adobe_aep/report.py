@@ -22,6 +22,7 @@ back, marked unverified.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable, Iterator
@@ -141,12 +142,14 @@ class KeyReader:
             chain = [chain] if isinstance(chain, str) else chain
             if "from" in rule and set(chain) <= _COPYING | {"timestamp"} and rule["from"] not in self.readers:
                 timestamp = "timestamp" in chain
-                self.readers[rule["from"]] = lambda e, p=path, t=timestamp: self._copied(_at(e, p), t)
+                self.readers[rule["from"]] = functools.partial(self._copied, path, timestamp)
             elif "concat" in rule:
                 self._concat_readers(rule, path)
 
     @staticmethod
-    def _copied(value: Any, timestamp: bool) -> list[str]:
+    def _copied(path: tuple[str, ...], timestamp: bool, entity: dict) -> list[str]:
+        """The text a rule copied to ``path``, in the spellings the source may have had."""
+        value = _at(entity, path)
         if value is None or isinstance(value, (dict, list)):
             return []
         text = _string(value)
@@ -162,7 +165,7 @@ class KeyReader:
             return
         pieces = ["(.+?)" if isinstance(p, str) else re.escape(str(p["value"])) for p in parts]
 
-        def splits(entity: dict, index: int) -> list[str]:
+        def splits(index: int, entity: dict) -> list[str]:
             text = _at(entity, path)
             if not isinstance(text, str):
                 return []
@@ -175,7 +178,7 @@ class KeyReader:
             return list(dict.fromkeys(found))
 
         for index, name in enumerate(fields):
-            self.readers.setdefault(name, lambda e, i=index: splits(e, i))
+            self.readers.setdefault(name, functools.partial(splits, index))
 
     def key(self, entity: dict) -> tuple[dict[str, Any], bool]:
         """The key fields read back (first spelling of each) and whether one combination gives the entity's
