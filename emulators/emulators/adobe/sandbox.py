@@ -248,18 +248,26 @@ class Sandbox:
     def create_field_group(self, body: Any, resource_id: str | None = None) -> dict:
         self._check_field_group(body)
         self._unique_title(body["title"])
-        new_id, alt_id = self._resource_id("mixins")
+        return self._stored("mixins", body, resource_id, {"meta:extensible": True, "meta:abstract": True})
+
+    def _stored(self, kind: str, body: dict, resource_id: str | None, extra: dict[str, Any]) -> dict:
+        """A new field group (``mixins``) or schema: ``body`` with the registry's own fields and ``extra``; its id
+        given (seeds) or made."""
+        new_id, alt_id = self._resource_id(kind)
         if resource_id:
             new_id, alt_id = resource_id, resource_id.replace("https://ns.adobe.com/", "_").replace("/", ".")
-        stored = {**copy.deepcopy(body), **self._server_fields(new_id, alt_id, "mixins"), "meta:extensible": True,
-                  "meta:abstract": True}  # fmt: skip
-        self.field_groups[new_id] = stored
+        stored = {**copy.deepcopy(body), **self._server_fields(new_id, alt_id, kind), **extra}
+        (self.field_groups if kind == "mixins" else self.schemas)[new_id] = stored
         return stored
 
-    def patch_field_group(self, resource_id: str, operations: Any) -> dict:
-        field_group = self.find("mixins", resource_id)
-        if field_group is None:
+    def _existing(self, kind: str, resource_id: str) -> dict:
+        found = self.find(kind, resource_id)
+        if found is None:
             raise not_found(f"Object {resource_id} with version 1 not found")
+        return found
+
+    def patch_field_group(self, resource_id: str, operations: Any) -> dict:
+        field_group = self._existing("mixins", resource_id)
         patched = _patched(field_group, operations)
         self._check_field_group(patched)
         self._unique_title(patched["title"], field_group["$id"])
@@ -328,19 +336,12 @@ class Sandbox:
     def create_schema(self, body: Any, resource_id: str | None = None) -> dict:
         class_id, groups = self._composition(body)
         self._unique_title(body["title"])
-        new_id, alt_id = self._resource_id("schemas")
-        if resource_id:
-            new_id, alt_id = resource_id, resource_id.replace("https://ns.adobe.com/", "_").replace("/", ".")
         extends = list(dict.fromkeys([*standard_components()[class_id]["meta:extends"], class_id, *groups]))
-        stored = {**copy.deepcopy(body), **self._server_fields(new_id, alt_id, "schemas"), "meta:class": class_id,
-                  "meta:extends": extends, "meta:abstract": False, "meta:extensible": False}  # fmt: skip
-        self.schemas[new_id] = stored
-        return stored
+        extra = {"meta:class": class_id, "meta:extends": extends, "meta:abstract": False, "meta:extensible": False}
+        return self._stored("schemas", body, resource_id, extra)
 
     def patch_schema(self, resource_id: str, operations: Any) -> dict:
-        schema = self.find("schemas", resource_id)
-        if schema is None:
-            raise not_found(f"Object {resource_id} with version 1 not found")
+        schema = self._existing("schemas", resource_id)
         patched = _patched(schema, operations)
         class_id, groups = self._composition(patched)
         if class_id != schema["meta:class"]:
