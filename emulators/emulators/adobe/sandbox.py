@@ -159,6 +159,9 @@ class Sandbox:
     target_connections: dict[str, dict] = field(default_factory=dict)
     flows: dict[str, dict] = field(default_factory=dict)
     max_errors: int = 5
+    # Compiled schemas by $id, for DCS: composing and compiling on every message would cost more than validating.
+    # Cleared by every change of a schema or field group.
+    _compiled: dict[str, Schema] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         created = 1441122419000  # a fixed time, as the doc sample's standard namespaces have one
@@ -275,6 +278,7 @@ class Sandbox:
             self._refuse_breaking(_leaves(self.tenant_part(field_group)), _leaves(self.tenant_part(patched)))
         field_group.clear()
         field_group.update(patched)
+        self._compiled.clear()
         return field_group
 
     def _refuse_breaking(self, before: dict[str, Any], after: dict[str, Any]) -> None:
@@ -330,8 +334,12 @@ class Sandbox:
         return body
 
     def compiled_schema(self, schema_id: str) -> Schema | None:
-        schema = self.schemas.get(schema_id)
-        return None if schema is None else compiled(self.schema_full(schema), self.max_errors)
+        if schema_id not in self._compiled:
+            schema = self.schemas.get(schema_id)
+            if schema is None:
+                return None
+            self._compiled[schema_id] = compiled(self.schema_full(schema), self.max_errors)
+        return self._compiled[schema_id]
 
     def create_schema(self, body: Any, resource_id: str | None = None) -> dict:
         class_id, groups = self._composition(body)
@@ -359,6 +367,7 @@ class Sandbox:
                               "descriptor) to be enabled for Real-Time Customer Profile")  # fmt: skip
         schema.clear()
         schema.update(patched)
+        self._compiled.clear()
         return schema
 
     def _has_primary_identity(self, schema: dict) -> bool:
