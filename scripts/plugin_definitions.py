@@ -72,6 +72,21 @@ PLUGINS: dict[str, dict[str, Any]] = {
                 "description": "Check the settings against Adobe (token, tenant, schemas, datasets, inlet, mappings) "
                 "without sending data; add --stream NAME to check only the mappings of the streams you load.",
             },
+            "provision": {
+                "executable": "target-adobe-aep-admin",
+                "args": "provision --config ENV",
+                "description": "Find or create in AEP what the target writes to (field group, schemas, identity "
+                "namespaces, datasets, streaming connection, dataflow), print the settings to use, then check; add "
+                "--plan to change nothing, --profile-enabled for Profile (irreversible), --meltano-config to store "
+                "the settings.",
+            },
+            "report": {
+                "executable": "target-adobe-aep-admin",
+                "args": "report --config ENV",
+                "description": "What AEP did with what was sent: batches per dataset and status, failed records with "
+                "AEP's validation errors joined back to stream and key, inlet metrics; add --since 24h, "
+                "--dead-letter.",
+            },
         },
     },
 }

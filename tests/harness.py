@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -340,11 +341,11 @@ def dataset_sizes(adobe: BackgroundServer) -> dict[str, int]:
 
 
 def stored_records(adobe: BackgroundServer, after: dict[str, int] | None = None) -> list[Stored]:
-    """Accepted messages of both datasets (those after the ``after`` mark if given), by stream and key."""
+    """Accepted messages of every dataset (those after the ``after`` mark if given), by stream and key."""
     config = adobe.config
     store = adobe.app[ADOBE].store
     result = []
-    for dataset in (config.profile_dataset_id, config.event_dataset_id):
+    for dataset in list(adobe.app[ADOBE].sandbox.datasets):
         offset = (after or {}).get(dataset, 0)
         for xdm in adobe.call(store.messages, dataset, 1_000_000, offset):
             capillary = xdm[f"_{config.tenant_id}"]["capillary"]
@@ -356,6 +357,18 @@ def stored_records(adobe: BackgroundServer, after: dict[str, int] | None = None)
 def failed_messages(adobe: BackgroundServer) -> int:
     """Messages DCS accepted that then failed XDM validation (AEP's failed batches)."""
     return sum(numbers["failed"] for numbers in adobe.call(adobe.app[ADOBE].store.counts).values())
+
+
+def customers_mapping_without_gender_translation() -> dict:
+    """The customers preset with its gender rule simplified to "lowercase it", a plausible mistake in a brand's
+    own mapping: Capillary's genders are Female, Male and Other, and XDM's ``person.gender`` enum has ``female``
+    and ``male`` but no ``other`` (the preset maps it to ``non_specific``). Every customer whose gender is Other
+    becomes invalid XDM; everyone else stays valid."""
+    preset = json.loads((resources.files("target_adobe_aep") / "mappings" / "customers.json").read_text())
+    rule = next(r for r in preset["fields"] if r.get("to") == "person.gender")
+    for key in ("map", "default"):
+        rule.pop(key)
+    return preset
 
 
 # -- running Meltano -----------------------------------------------------------------------------------------

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 
 import pytest
-from harness import Pipeline, canonical_records, dev_config, differences, failed_messages, keys, stored_records
-
-
-def customers_mapping_without_gender_translation() -> dict:
-    """The customers preset with its gender rule simplified to "lowercase it", a plausible mistake in a brand's
-    own mapping: Capillary's genders are Female, Male and Other, and XDM's ``person.gender`` enum has ``female``
-    and ``male`` but no ``other`` (the preset maps it to ``non_specific``). Every customer whose gender is Other
-    becomes invalid XDM; everyone else stays valid."""
-    preset = json.loads((resources.files("target_adobe_aep") / "mappings" / "customers.json").read_text())
-    rule = next(r for r in preset["fields"] if r.get("to") == "person.gender")
-    for key in ("map", "default"):
-        rule.pop(key)
-    return preset
+from harness import (
+    Pipeline,
+    canonical_records,
+    customers_mapping_without_gender_translation,
+    dev_config,
+    differences,
+    failed_messages,
+    keys,
+    stored_records,
+)
 
 
 @pytest.mark.capillary(customers=30, history_days=60, seed=7)

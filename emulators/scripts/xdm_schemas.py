@@ -1,18 +1,19 @@
-"""Build the Adobe emulator's standard XDM schema parts from a checkout of github.com/adobe/xdm.
+"""Build the Adobe emulator's standard XDM components from a checkout of github.com/adobe/xdm.
 
     python emulators/scripts/xdm_schemas.py PATH/TO/adobe-xdm [--commit SHA]
 
-Each part is an XDM class with standard field groups, resolved into the shape the Schema Registry serves for
-``Accept: application/vnd.adobe.xed-full+json; version=1`` (EN ``help/xdm/api/schemas.md``; the complete
-"Loyalty Members" schema in EN ``help/xdm/tutorials/create-schema-api.md`` shows it): ``$ref``/``allOf``
+Each component (an XDM class with its behaviours, or a standard field group) is resolved into the shape the Schema
+Registry serves for ``Accept: application/vnd.adobe.xed-full+json; version=1`` (EN ``help/xdm/api/schemas.md``; the
+complete "Loyalty Members" schema in EN ``help/xdm/tutorials/create-schema-api.md`` shows it): ``$ref``/``allOf``
 resolved, properties sorted, ``xdm:`` prefixes dropped (``@id`` -> ``_id``), other namespaces grouped under
 ``_<namespace>`` (``repo:createDate`` -> ``_repo.createDate``), each field with ``meta:xdmType`` and
 ``meta:xdmField``, data types marked ``meta:referencedFrom``, and no ``additionalProperties`` except on maps (AEP
 does not declare objects closed; its Streaming Validation Service closes them, and so does the emulator).
 Localisation ids and library bookkeeping (``meta:titleId``, ``meta:license``, ``meta:status``, ...) are left out.
 
-The emulator composes these parts with the project's own tenant field groups (``schemas/capillary-*.json``).
-adobe/xdm is licensed CC BY 4.0; the commit and licence are written into every generated file.
+The emulator composes a schema from its class, these field groups and the tenant's own field groups, as the Schema
+Registry does (``emulators.adobe.xdm.compose``). adobe/xdm is licensed CC BY 4.0; the commit and licence are written
+into every generated file.
 """
 
 from __future__ import annotations
@@ -24,26 +25,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from emulators.adobe.xdm import merged, xdm_type
+
 OUT = Path(__file__).resolve().parents[1] / "emulators" / "adobe" / "schemas" / "standard"
 PROFILE = "https://ns.adobe.com/xdm/context/profile"
 EXPERIENCE_EVENT = "https://ns.adobe.com/xdm/context/experienceevent"
 IDENTITY_MAP = "https://ns.adobe.com/xdm/context/identitymap"
-#: Output file -> the class and the standard field groups the Capillary schemas use (emulators/README.md).
-PARTS = {
-    "individual-profile.json": (
-        PROFILE,
-        [
-            IDENTITY_MAP,
-            "https://ns.adobe.com/xdm/context/profile-person-details",  # Demographic Details
-            "https://ns.adobe.com/xdm/context/profile-personal-details",  # Personal Contact Details
-            "https://ns.adobe.com/xdm/mixins/profile/profile-loyalty-details",  # Loyalty Details
-        ],
-    ),
-    "experienceevent.json": (
-        EXPERIENCE_EVENT,
-        [IDENTITY_MAP, "https://ns.adobe.com/xdm/context/experienceevent-commerce"],  # Commerce Details
-    ),
-}
+#: The classes and standard field groups the emulator serves (the field groups target-adobe-aep's provision puts in
+#: its schemas, emulators/README.md).
+COMPONENTS = (
+    PROFILE,
+    EXPERIENCE_EVENT,
+    IDENTITY_MAP,
+    "https://ns.adobe.com/xdm/context/profile-person-details",  # Demographic Details
+    "https://ns.adobe.com/xdm/context/profile-personal-details",  # Personal Contact Details
+    "https://ns.adobe.com/xdm/mixins/profile/profile-loyalty-details",  # Loyalty Details
+    "https://ns.adobe.com/xdm/context/experienceevent-commerce",  # Commerce Details
+)
 # JSON-LD context of every XDM resource: no field, and absent from xed-full.
 CONTEXT_REF = "https://ns.adobe.com/xdm/common/extensible#/definitions/@context"
 # Annotations the registry serves with each field; everything else of the source files is left out.
@@ -52,7 +50,6 @@ KEPT = (
     "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "uniqueItems", "default", "examples",
     "meta:enum", "meta:immutable", "meta:usereditable",
 )  # fmt: skip
-INT32 = 2**31
 
 
 class Library:
@@ -84,18 +81,6 @@ def field_name(name: str) -> tuple[str, str | None]:
     if not colon:
         return name, None
     return (local, None) if namespace == "xdm" else (local, f"_{namespace}")
-
-
-def xdm_type(node: dict) -> str:
-    kind = node.get("type")
-    if kind == "string":
-        return {"date-time": "date-time", "date": "date"}.get(node.get("format", ""), "string")
-    if kind == "integer":
-        bounds = (abs(node.get("minimum", 0)), abs(node.get("maximum", 0)))
-        return "long" if max(bounds) > INT32 else "int"
-    if kind == "object" and isinstance(node.get("additionalProperties"), dict):
-        return "map"
-    return kind or "object"
 
 
 class Resolver:
@@ -146,23 +131,6 @@ class Resolver:
         return result
 
 
-def merged(parts: list[dict]) -> dict:
-    """Parts of one node (a ``$ref`` target, ``allOf`` members, the node's own keys) as one: properties and
-    required names are united, later annotations win."""
-    result: dict[str, Any] = {}
-    for part in parts:
-        for key, value in part.items():
-            if key == "properties":
-                properties = result.setdefault("properties", {})
-                for name, schema in value.items():
-                    properties[name] = merged([properties[name], schema]) if name in properties else schema
-            elif key == "required":
-                result["required"] = list(dict.fromkeys([*result.get("required", []), *value]))
-            else:
-                result[key] = value
-    return result
-
-
 # Key order of the registry's answers: annotations first, then the structure, then the XDM bookkeeping.
 FIRST = ("title", "type", "format", "description")
 LAST = (
@@ -190,24 +158,28 @@ def tidy(node: Any) -> Any:
     return result
 
 
-def standard_part(library: Library, class_id: str, field_groups: list[str], commit: str) -> dict:
-    resolver = Resolver(library)
-    class_document = library.documents[class_id]
-    extends = [*class_document.get("meta:extends", []), class_id, *field_groups]
-    whole = resolver.node({"allOf": [{"$ref": ref} for ref in (class_id, *field_groups)]}, class_document)
-    whole.pop("meta:referencedFrom", None)
-    return {
+def standard_part(library: Library, component_id: str, commit: str) -> dict:
+    """A class (with its behaviours) or a field group, resolved; a schema merges its components' properties."""
+    document = library.documents[component_id]
+    whole = Resolver(library).node({"allOf": [{"$ref": component_id}]}, document)
+    part: dict[str, Any] = {
         "$comment": (
             f"Generated by emulators/scripts/xdm_schemas.py from https://github.com/adobe/xdm at commit {commit}: "
-            f"the class {class_id} with the field groups {', '.join(field_groups)}. adobe/xdm is licensed under "
-            "the Creative Commons Attribution 4.0 International licence (CC BY 4.0, "
-            "https://creativecommons.org/licenses/by/4.0/); this file adapts it (resolved into the xed-full form)."
+            f"{component_id}. adobe/xdm is licensed under the Creative Commons Attribution 4.0 International "
+            "licence (CC BY 4.0, https://creativecommons.org/licenses/by/4.0/); this file adapts it (resolved into "
+            "the xed-full form)."
         ),
-        "meta:class": class_id,
-        "meta:extends": list(dict.fromkeys(extends)),
-        "required": whole.get("required", []),
-        "properties": tidy({"properties": whole["properties"]})["properties"],
+        "$id": component_id,
+        "title": document["title"],
+        "meta:resourceType": "mixins" if "meta:intendedToExtend" in document else "classes",
     }
+    if "meta:intendedToExtend" in document:
+        part["meta:intendedToExtend"] = document["meta:intendedToExtend"]
+    else:
+        part["meta:extends"] = document.get("meta:extends", [])
+    part["required"] = whole.get("required", [])
+    part["properties"] = tidy({"properties": whole["properties"]})["properties"]
+    return part
 
 
 def checkout_commit(root: Path) -> str:
@@ -225,9 +197,12 @@ def main() -> None:
     library = Library(args.checkout)
     commit = args.commit or checkout_commit(args.checkout)
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, (class_id, field_groups) in PARTS.items():
-        part = standard_part(library, class_id, field_groups, commit)
-        (OUT / name).write_text(json.dumps(part, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    for path in OUT.glob("*.json"):
+        path.unlink()
+    for component_id in COMPONENTS:
+        part = standard_part(library, component_id, commit)
+        name = component_id.rstrip("/").rsplit("/", 1)[-1]
+        (OUT / f"{name}.json").write_text(json.dumps(part, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ WRONG_ORG = "Message has an absent or wrong ims org in the header"
 
 
 def schema_id(server, dataset_id):
-    return server.app[ADOBE].dcs.schemas[dataset_id].id
+    return server.app[ADOBE].dcs.schema(dataset_id).id
 
 
 def message(server, dataset_id, entity, content_type=XED):
@@ -175,12 +175,13 @@ def _nested(entity, path, value):
         (["productListItems", 0, "quantity"], 1.5, "type", "#/productListItems/0/quantity", "found: Double"),
         (["productListItems", 0, "SKU"], 7, "type", "#/productListItems/0/SKU", "found: Integer"),
         (["identityMap", "Email", 0, "idd"], "x", "additionalProperties", "#/identityMap/Email/0", "[idd]"),
+        (["commerce", "order", "orderType"], "SALE", "enum", "#/commerce/order/orderType", "SALE"),
         (
             ["_capillarydemo", "capillary", "transaction", "billType"],
-            "SALE",
-            "enum",
+            7,
+            "type",
             "#/_capillarydemo/capillary/transaction/billType",
-            "SALE",
+            "found: Integer",
         ),
         (
             ["_capillarydemo", "capillary", "transaction", "customFields"],
@@ -507,7 +508,7 @@ def test_admin_routes_expose_counts_ids_messages_and_failures(adobe_emulator):
     messages.append(message(adobe_emulator, EVENTS, event(_id="bad", eventType=None)))
     send_batch(adobe_emulator, messages)
     datasets = requests.get(base, timeout=5).json()
-    assert datasets[EVENTS] == {"schema": "capillary-loyalty-events", "accepted": 5, "failed": 1, "distinct_ids": 5}
+    assert datasets[EVENTS] == {"schema": "Capillary Loyalty Events", "accepted": 5, "failed": 1, "distinct_ids": 5}
     assert datasets[PROFILES]["accepted"] == 0
     assert requests.get(f"{base}/{EVENTS}/ids?limit=2&offset=1", timeout=5).json() == {"ids": ["txn-1", "txn-2"]}
     page = requests.get(f"{base}/{EVENTS}/messages?limit=2&offset=3", timeout=5).json()["messages"]
@@ -529,7 +530,7 @@ def test_counting_mode_counts_like_the_store_and_keeps_no_message(adobe_emulator
     response = send_batch(adobe_emulator, messages)
     assert [r.get("statusCode", 200) for r in response.json()["responses"]] == [200] * 6 + [400]
     datasets = requests.get(base, timeout=5).json()
-    assert datasets[EVENTS] == {"schema": "capillary-loyalty-events", "accepted": 5, "failed": 1, "distinct_ids": 3}
+    assert datasets[EVENTS] == {"schema": "Capillary Loyalty Events", "accepted": 5, "failed": 1, "distinct_ids": 3}
     assert datasets[PROFILES]["accepted"] == 0
     for listing in ("ids", "messages", "failed"):
         answer = requests.get(f"{base}/{EVENTS}/{listing}", timeout=5)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from emulators.adobe import ADOBE, AdobeConfig
-from emulators.adobe.platform import CATALOG
+from emulators.adobe.catalog import CATALOG
 
 SAMPLES = json.loads((Path(__file__).parent / "fixtures" / "adobe" / "doc_samples.json").read_text())
 CONFIG = AdobeConfig()
@@ -262,7 +262,7 @@ def test_catalog_dataset_lookup_has_the_documented_shape(adobe_emulator, token):
     """GET /dataSets/{id} answers {id: {...}} with the dataset's schemaRef (EN help/catalog/api/look-up-object.md);
     ``properties`` selects what is returned; an unknown id is 404; the gateway checks apply."""
     base = adobe_emulator.base_url + CATALOG + "/dataSets/"
-    events = adobe_emulator.app[ADOBE].dcs.schemas[CONFIG.event_dataset_id]
+    events = adobe_emulator.app[ADOBE].dcs.schema(CONFIG.event_dataset_id)
     response = requests.get(base + CONFIG.event_dataset_id, headers=platform_headers(token, Accept=None), timeout=5)
     assert response.status_code == 200
     (dataset_id, details), *others = response.json().items()

@@ -50,11 +50,13 @@ class ConfigError(ValueError):
 
 
 class RetriableError(Exception):
-    """A transient failure of one try: 429, 5xx or a dropped connection. ``retry_after`` is the server's hint."""
+    """A transient failure of one try: 429, 5xx (``status``) or a dropped connection (``status`` None).
+    ``retry_after`` is the server's hint."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.status = status
 
 
 class RetriesExhausted(RuntimeError):
@@ -150,7 +152,8 @@ def send(session: requests.Session, method: str, url: str, what: str, **kwargs: 
     except CONNECTION_ERRORS as exc:
         raise RetriableError(f"{what} request failed: {type(exc).__name__}") from None
     if response.status_code in RETRIABLE_STATUSES:
-        raise RetriableError(f"{what} answered HTTP {response.status_code}", retry_after_seconds(response))
+        status = response.status_code
+        raise RetriableError(f"{what} answered HTTP {status}", retry_after_seconds(response), status)
     return response
 
 

@@ -185,6 +185,7 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "abs": lambda v: abs(_number(v)),
     "round": lambda v: round(_number(v)),
     "list": lambda v: v if isinstance(v, list) else [v],
+    "string_list": lambda v: [_string(x) for x in (v if isinstance(v, list) else [v])],
     "string_values": lambda v: {k: _string(x) for k, x in v.items()} if isinstance(v, dict) else _fail_map(v),
 }
 
@@ -467,9 +468,9 @@ class StreamMapping:
     source_paths: tuple[str, ...]
     #: The XDM paths the mapping can write, as a tree: ``{key: subtree}``, None for a value written whole.
     output_tree: dict[str, Any]
-    #: The same paths (``"[]"`` steps into list items) and the XDM type written there when the mapping decides it
-    #: (``date-time``, ``number``, ...; None when the record's value does).
-    written: dict[tuple[str, ...], str | None]
+    #: The same paths (``"[]"`` steps into list items) and the XDM field that takes what is written there, when the
+    #: mapping decides its type (``{"type": "string", "format": "date-time"}``, ...; None when the record's value does).
+    written: dict[tuple[str, ...], dict | None]
     _convert: Callable[[Record], dict]
 
     def convert(self, record: Record, *, latest: datetime.datetime | None = None) -> dict:
@@ -527,54 +528,70 @@ def _output_tree(rules: list[dict], tenant_id: str) -> dict[str, Any]:
     return tree
 
 
-# The XDM type each transform's result can be written to.
-_TRANSFORM_KINDS = {
-    "timestamp": "date-time", "date": "date", "number": "number", "integer": "integer", "round": "integer",
-    "abs": "number", "string": "string", "lowercase": "string", "uppercase": "string", "trim": "string",
-    "sha256": "string", "boolean": "boolean", "list": "array", "string_values": "object",
+# The XDM field (JSON Schema, as the Schema Registry writes it) each transform's result can be written to; ``list``
+# wraps what the transform before it gives.
+_STRING: dict[str, Any] = {"type": "string"}
+_TRANSFORM_FIELDS: dict[str, dict[str, Any]] = {
+    "timestamp": {"type": "string", "format": "date-time"}, "date": {"type": "string", "format": "date"},
+    "number": {"type": "number"}, "integer": {"type": "integer"}, "round": {"type": "integer"},
+    "abs": {"type": "number"}, "string": _STRING, "lowercase": _STRING, "uppercase": _STRING, "trim": _STRING,
+    "sha256": _STRING, "boolean": {"type": "boolean"}, "list": {"type": "array"},
+    "string_values": {"type": "object", "additionalProperties": _STRING},
+    "string_list": {"type": "array", "items": _STRING},
 }  # fmt: skip
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}
 
 
-def _constant_kind(value: Any) -> str | None:
+def _constant_field(value: Any) -> dict[str, Any] | None:
     value = plain(value)
     if value is None:
         return None
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}.get(type(value), "object")
+    return {"type": _JSON_TYPES.get(type(value), "object")}
 
 
-def _one_kind(kinds: set[str | None]) -> str | None:
-    kinds = kinds - {None}
-    return kinds.pop() if len(kinds) == 1 and "?" not in kinds else None
+def _one_field(fields: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The one field all of ``fields`` agree on (Nones left out); None when they differ or one is unknown."""
+    known = [field for field in fields if field is not None]
+    unknown = any(field == {} for field in known)
+    return known[0] if known and not unknown and all(field == known[0] for field in known) else None
 
 
-def _rule_kind(rule: dict) -> str | None:
-    """The XDM type of what ``rule`` writes when the rule decides it; None when the record's value does."""
+def _transformed_field(transforms: str | list[str]) -> dict[str, Any]:
+    chain = [transforms] if isinstance(transforms, str) else transforms
+    field = _TRANSFORM_FIELDS[chain[-1]]
+    if chain[-1] == "list" and len(chain) > 1 and chain[-2] != "list":
+        return {"type": "array", "items": _TRANSFORM_FIELDS[chain[-2]]}
+    return field
+
+
+def _rule_field(rule: dict) -> dict[str, Any] | None:
+    """The XDM field that takes what ``rule`` writes, when the rule decides its type; None when the record's value
+    does (a ``from`` without a typing transform)."""
     if "each" in rule:
-        return "array"
+        return {"type": "array", "items": {"type": "object"}}
     if "map" in rule:
-        return _one_kind({_constant_kind(value) for value in [*rule["map"].values(), rule.get("default")]})
+        return _one_field([_constant_field(value) for value in [*rule["map"].values(), rule.get("default")]])
     if rule.get("transform"):
-        transforms = rule["transform"]
-        return _TRANSFORM_KINDS[transforms if isinstance(transforms, str) else transforms[-1]]
+        return _transformed_field(rule["transform"])
     if "hash" in rule or "concat" in rule:
-        return "string"
+        return _STRING
     if "value" in rule:
-        return _constant_kind(rule["value"])
+        return _constant_field(rule["value"])
     if "when" in rule:
         branches = [*rule["when"], {"value": rule.get("else")}]
-        return _one_kind({_constant_kind(b["value"]) if "value" in b else "?" for b in branches})
+        return _one_field([_constant_field(b["value"]) if "value" in b else {} for b in branches])
     return None
 
 
-def _written(rules: list[dict], tenant_id: str, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], str | None]:
-    """Each path ``rules`` can write and the type written there (``StreamMapping.written``)."""
-    written: dict[tuple[str, ...], str | None] = {}
+def _written(rules: list[dict], tenant_id: str, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], dict | None]:
+    """Each path ``rules`` can write and the field that takes it (``StreamMapping.written``)."""
+    written: dict[tuple[str, ...], dict | None] = {}
     for rule in rules:
         if "identity" in rule:
-            written[(*prefix, "identityMap")] = "object"
+            written[(*prefix, "identityMap")] = {"type": "object"}
             continue
         path = (*prefix, *_output_path(rule, tenant_id))
-        written[path] = _rule_kind(rule)
+        written[path] = _rule_field(rule)
         if "each" in rule:
             written.update(_written(rule["fields"], tenant_id, (*path, "[]")))
     return written

@@ -141,28 +141,41 @@ def _field(schema: dict, path: tuple[str, ...]) -> dict | None:
     return node
 
 
-def _takes(field: dict, kind: str) -> bool:
-    """Whether a field of schema ``field`` takes what a mapping writes as ``kind``."""
+def _takes(field: dict, written: dict) -> bool:
+    """Whether a field of schema ``field`` takes what a mapping writes where its field is ``written``."""
     types = field.get("type")
     types = {types} if isinstance(types, str) else set(types or ())
     if not types:
         return True
-    if kind in ("date-time", "date"):
-        return "string" in types and field.get("format") in (None, kind)
+    kind, form = written.get("type"), written.get("format")
+    if form in ("date-time", "date"):
+        return "string" in types and field.get("format") in (None, form)
     if kind == "integer":
         return bool(types & {"integer", "number"})
-    return kind in types
+    if kind not in types:
+        return False
+    inner = "items" if kind == "array" else "additionalProperties"  # a list's items, a map's values
+    if isinstance(written.get(inner), dict) and isinstance(field.get(inner), dict):
+        return _takes(field[inner], written[inner])
+    return True
 
 
-def unwritable(schema: dict, written: dict[tuple[str, ...], str | None]) -> list[str]:
+def described(field: dict) -> str:
+    """``field``'s type in a few words: ``date-time``, ``array of string``, ``object of string`` (a map)."""
+    inner = field.get("items") or field.get("additionalProperties")
+    text = field.get("format") or str(field.get("type", "any value"))
+    return f"{text} of {described(inner)}" if isinstance(inner, dict) else text
+
+
+def unwritable(schema: dict, written: dict[tuple[str, ...], dict | None]) -> list[str]:
     """The paths of ``written`` (``StreamMapping.written``) that ``schema`` lacks or types otherwise."""
     problems = []
-    for path, kind in written.items():
+    for path, wanted in written.items():
         field = _field(schema, path)
         name = ".".join(path).replace(".[]", "[]")
         if field is None:
             problems.append(f"{name} (not in the schema)")
-        elif kind is not None and not _takes(field, kind):
+        elif wanted is not None and not _takes(field, wanted):
             found = " ".join(str(field.get(key)) for key in ("type", "format") if field.get(key))
-            problems.append(f"{name} (the mapping writes {kind}, the schema has {found})")
+            problems.append(f"{name} (the mapping writes {described(wanted)}, the schema has {found})")
     return problems

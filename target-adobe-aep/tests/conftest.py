@@ -6,6 +6,8 @@ import contextlib
 import io
 import json
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -236,7 +238,7 @@ def base_url(server: LoopbackServer, scheme: str = "http") -> str:
 @pytest.fixture
 def aep(adobe_emulator: BackgroundServer, tmp_path: Path) -> Aep:
     cfg = adobe_emulator.config
-    schemas = adobe_emulator.app[ADOBE].dcs.schemas
+    dcs = adobe_emulator.app[ADOBE].dcs
     client_id, client_secret = next(iter(cfg.clients.items()))
     config = {
         "client_id": client_id,
@@ -248,12 +250,26 @@ def aep(adobe_emulator: BackgroundServer, tmp_path: Path) -> Aep:
         "inlet_url": f"{adobe_emulator.base_url}/collection/{cfg.auth_inlet_id}",
         "flow_id": "11111111-2222-3333-4444-555555555555",
         "tenant_id": cfg.tenant_id,
-        "profile_dataset_id": cfg.profile_dataset_id,
-        "profile_schema_id": schemas[cfg.profile_dataset_id].id,
-        "event_dataset_id": cfg.event_dataset_id,
-        "event_schema_id": schemas[cfg.event_dataset_id].id,
         "dead_letter_path": str(tmp_path / "dead-letter.jsonl"),
         "dry_run_path": str(tmp_path / "dry-run"),
         "retry_backoff_ms": 10,
     }
+    for kind, dataset_id in (("profile", cfg.profile_dataset_id), ("event", cfg.event_dataset_id)):
+        schema = dcs.schema(dataset_id)  # None in an empty (provisioned=False) sandbox
+        if schema is not None:
+            config.update({f"{kind}_dataset_id": dataset_id, f"{kind}_schema_id": schema.id})
     return Aep(adobe_emulator, tmp_path, config)
+
+
+def admin(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``target-adobe-aep-admin`` in a process of its own, as a user runs it."""
+    command = [str(Path(sys.executable).parent / "target-adobe-aep-admin"), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+def write_config(aep: Aep, **overrides: object) -> str:
+    """The target configuration as a JSON file (``--config``), with ``overrides``; ``None`` leaves a setting out."""
+    path = aep.tmp_path / "config.json"
+    config = {key: value for key, value in {**aep.config, **overrides}.items() if value is not None}
+    path.write_text(json.dumps(config))
+    return str(path)

@@ -116,7 +116,7 @@ def publisher(
 
 def messages(server: BackgroundServer, count: int, *, org_id: str | None = None, padding: int = 0) -> list[bytes]:
     cfg = server.config
-    schema_id = server.app[ADOBE].dcs.schemas[cfg.event_dataset_id].id
+    schema_id = server.app[ADOBE].dcs.schema(cfg.event_dataset_id).id
     envelope = Envelope(schema_id=schema_id, dataset_id=cfg.event_dataset_id, org_id=org_id or cfg.org_id,
                         flow_id=None, source="test")  # fmt: skip
     events = [

@@ -105,6 +105,8 @@ def test_hash_id_is_deterministic_and_independent_of_number_and_offset_spelling(
         ("abs", -5, 5),
         ("list", "x", ["x"]),
         ("string_values", {"n": 1, "b": False, "s": "t"}, {"n": "1", "b": "false", "s": "t"}),
+        ("string_list", [4211, " 77 ", True], ["4211", "77", "true"]),
+        ("string_list", 4211, ["4211"]),
     ],
 )
 def test_transforms(transform: str, value: object, expected: object) -> None:
@@ -164,6 +166,45 @@ def test_identity_rules_build_the_identity_map() -> None:
             "CRM": [{"id": "5", "primary": True, "authenticatedState": "ambiguous"}],
             "Email": [{"id": "a@x.io", "primary": False, "authenticatedState": "authenticated"}],
         }
+    }
+
+
+def test_written_says_the_field_each_rule_writes() -> None:
+    """What provision builds the tenant field group from and preflight checks against the schema: the type a rule
+    decides (its last transform, a constant, hash/concat, a map's values), None where the record's value decides."""
+    fields = [
+        {"to": "at", "from": "t", "transform": ["trim", "timestamp"]},
+        {"to": "day", "from": "t", "transform": "date"},
+        {"to": "ids", "from": "i", "transform": ["string", "list"]},
+        {"to": "cards", "from": "c", "transform": "string_list"},
+        {"to": "extra", "from": "x", "transform": "string_values"},
+        {"to": "kind", "from": "k", "map": {"a": 1, "b": 2}},
+        {"to": "mixed", "from": "k", "map": {"a": 1, "b": "two"}},
+        {"to": "state", "when": [{"if": {"path": "s", "equals": 1}, "value": "on"}], "else": "off"},
+        {"to": "either", "when": [{"if": {"path": "s", "equals": 1}, "from": "a"}], "else": "off"},
+        {"to": "_id", "hash": ["id"]},
+        {"to": "raw", "from": "r"},
+        {"to": "lines", "each": "l", "fields": [{"to": "qty", "from": "q", "transform": "round"}]},
+        {"identity": "email", "from": "e"},
+    ]
+    mapping = compile_mapping("s", {"target": "profile", "fields": fields}, "test", tenant_id="acme",
+                              identity_namespaces=NAMESPACES)  # fmt: skip
+    string = {"type": "string"}
+    assert mapping.written == {
+        ("at",): {"type": "string", "format": "date-time"},
+        ("day",): {"type": "string", "format": "date"},
+        ("ids",): {"type": "array", "items": string},
+        ("cards",): {"type": "array", "items": string},
+        ("extra",): {"type": "object", "additionalProperties": string},
+        ("kind",): {"type": "integer"},
+        ("mixed",): None,
+        ("state",): string,
+        ("either",): None,
+        ("_id",): string,
+        ("raw",): None,
+        ("lines",): {"type": "array", "items": {"type": "object"}},
+        ("lines", "[]", "qty"): {"type": "integer"},
+        ("identityMap",): {"type": "object"},
     }
 
 

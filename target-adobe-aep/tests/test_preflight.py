@@ -4,12 +4,9 @@ arrives), each failure naming the setting to fix; `target-adobe-aep-admin check`
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, Aep, stream_messages
+from conftest import SAMPLES, Aep, admin, stream_messages, write_config
 
 from target_adobe_aep.preflight import PreflightError
 
@@ -96,6 +93,7 @@ def test_a_mapping_writing_what_the_schema_lacks_stops_at_its_schema(aep: Aep) -
         {"to": "_id", "hash": ["customer_id"]},
         {"to": "person.birthDate", "from": "registered_at", "transform": "timestamp"},  # a date field
         {"to": "loyalty.favouriteStore", "from": "registered_store_code"},  # no such field
+        {"to": "_{tenant_id}.capillary.cardNumbers", "from": "loyalty_points", "transform": ["round", "list"]},
     ]}  # fmt: skip
     run = aep.run([*stream_messages("customers", SAMPLES["customers"]), never_read], expect_error=True,
                   mappings={"customers": document})  # fmt: skip
@@ -103,6 +101,7 @@ def test_a_mapping_writing_what_the_schema_lacks_stops_at_its_schema(aep: Aep) -
     assert finding.settings == ("profile_schema_id", "mappings.customers")
     assert "person.birthDate (the mapping writes date-time, the schema has string date)" in finding.message
     assert "loyalty.favouriteStore (not in the schema)" in finding.message
+    assert "cardNumbers (the mapping writes array of integer, the schema has array)" in finding.message
     assert aep.requests("/collection/batch/") == []
 
 
@@ -111,17 +110,6 @@ def test_preflight_can_be_turned_off(aep: Aep) -> None:
     assert run.states == [{"c": 1}]
     assert aep.requests("/data/foundation/catalog/") == []
     assert len(aep.requests("/collection/")) == 1
-
-
-def admin(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [str(Path(sys.executable).parent / "target-adobe-aep-admin"), *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-
-
-def write_config(aep: Aep, **overrides: object) -> str:
-    path = aep.tmp_path / "config.json"
-    path.write_text(json.dumps({**aep.config, **overrides}))
-    return str(path)
 
 
 def test_check_command_passes_a_good_configuration(aep: Aep) -> None:

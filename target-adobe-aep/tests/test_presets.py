@@ -169,8 +169,8 @@ def test_transactions_preset_values_and_returns() -> None:
           "status": "REDEEMED", "issuedOn": "2024-05-02T10:00:00Z", "validTill": "2024-09-29T23:59:59Z",
           "redeemedOn": "2024-06-01T04:31:00Z", "issuedStore": "blr-01"}),
         ("reward_issuals", ["loyalty.rewardIssued", "loyalty.rewardIssueFailed"], "reward",
-         {"rewardId": "38774", "rewardName": "Lounge access", "rewardType": "POINTS", "status": "FULFILLED",
-          "issuedOn": "2024-05-31T09:00:01Z"}),
+         {"rewardTransactionId": "880", "rewardId": "38774", "rewardName": "Lounge access", "rewardType": "POINTS",
+          "status": "FULFILLED", "issuedOn": "2024-05-31T09:00:01Z"}),
     ],
 )  # fmt: skip
 def test_loyalty_event_presets(stream: str, event_types: list[str], tenant_key: str, expected_first: dict) -> None:
@@ -249,7 +249,7 @@ def test_validators_pruned_to_a_mapping_give_the_whole_schemas_verdicts(aep: Aep
     whole schema for valid entities, wrong types in written fields, missing required fields and extra keys."""
     mapping = _mapping(stream)
     dataset = aep.config[f"{mapping.target}_dataset_id"]
-    schema = aep.state.dcs.schemas[dataset].body
+    schema = aep.state.dcs.schema(dataset).body
     whole, pruned = XdmValidator("whole", closed(schema)), XdmValidator("pruned", reduced(schema, mapping.output_tree))
     tenant = mapping.output_tree["_capillarydemo"]
     assert len(json.dumps(reduced(schema, mapping.output_tree))) < len(json.dumps(schema)) / 2
@@ -308,7 +308,7 @@ def test_validation_on_and_off_send_the_same_bytes(aep: Aep) -> None:
     ],
 )
 def test_formats_are_checked_as_json_schema_defines_them(aep: Aep, path: tuple, value: str, valid: bool) -> None:
-    schema = aep.state.dcs.schemas[aep.config["profile_dataset_id"]].body
+    schema = aep.state.dcs.schema(aep.config["profile_dataset_id"]).body
     entity = {"_id": "p-1"}
     node = entity
     for key in path[:-1]:

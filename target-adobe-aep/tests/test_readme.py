@@ -53,5 +53,11 @@ def test_stores_as_events_example_is_in_the_readme_and_accepted(aep: Aep) -> Non
     assert run.states == [{"s": 1}]
     assert aep.dead_letters() == []
     (event,) = aep.stored(aep.config["event_dataset_id"])
-    store = {"code": "blr-01", "name": "Bengaluru MG Road", "countryCode": "IN", "timezone": "Asia/Kolkata"}
+    store = {
+        "storeId": "101",
+        "code": "blr-01",
+        "name": "Bengaluru MG Road",
+        "countryCode": "IN",
+        "timezone": "Asia/Kolkata",
+    }
     assert event["_capillarydemo"]["capillary"]["store"] == {**store, "status": "active"}

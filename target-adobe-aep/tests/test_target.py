@@ -305,7 +305,7 @@ def test_dry_run_converts_and_validates_but_sends_nothing(aep: Aep) -> None:
 
 def write_event_schema(aep: Aep):
     path = aep.tmp_path / "events.schema.json"
-    path.write_text(json.dumps(aep.state.dcs.schemas[aep.config["event_dataset_id"]].body))
+    path.write_text(json.dumps(aep.state.dcs.schema(aep.config["event_dataset_id"]).body))
     return path
 
 

@@ -2,7 +2,9 @@
 
 Defaults give a ready setup: one org, one OAuth server-to-server client, the ``capillarydemo`` tenant
 with a profile and an event dataset bound to the two schemas in ``schemas/``, one inlet that requires
-authentication and one that does not. Limits default to AEP's documented guardrails
+authentication and one that does not. ``provisioned=False`` starts from an empty sandbox instead (no tenant field
+groups, schemas, datasets or inlets: create them through the platform APIs). Limits default to AEP's documented
+guardrails
 (EN ``help/ingestion/streaming-ingestion/overview.md``, APIS ``data-ingestion.yaml``).
 """
 
@@ -28,6 +30,7 @@ class AdobeConfig:
     allowed_scopes: tuple[str, ...] = AEP_SCOPES
     tenant_id: str = "capillarydemo"
     sandbox: str = "prod"
+    provisioned: bool = True
     profile_dataset_id: str = "65f0c0ffee0000000000a001"
     event_dataset_id: str = "65f0c0ffee0000000000a002"
     auth_inlet_id: str = "a1" * 32
@@ -49,7 +52,7 @@ class AdobeConfig:
 
     @property
     def datasets(self) -> dict[str, str]:
-        """dataset id -> name of its schema file in ``schemas/``."""
+        """The seeded datasets (``provisioned``): dataset id -> name of its seed file in ``schemas/``."""
         return {
             self.profile_dataset_id: "capillary-loyalty-profile",
             self.event_dataset_id: "capillary-loyalty-events",
@@ -57,7 +60,7 @@ class AdobeConfig:
 
     @property
     def inlets(self) -> dict[str, bool]:
-        """inlet id -> whether it requires an ``Authorization`` header."""
+        """The seeded inlets (``provisioned``): inlet id -> whether it requires an ``Authorization`` header."""
         return {self.auth_inlet_id: True, self.open_inlet_id: False}
 
     def fault_profile(self) -> FaultProfile:
@@ -70,6 +73,7 @@ _HELP = {
     "allowed_scopes": "comma-separated scopes IMS grants; requesting any other scope is invalid_scope",
     "tenant_id": "tenant id: schema $id namespace and the _{tenant} field group",
     "sandbox": "the one sandbox name platform APIs accept (x-sandbox-name)",
+    "provisioned": "false: start from an empty sandbox (no tenant schemas, datasets or inlets) to provision by API",
     "profile_dataset_id": "dataset bound to the Individual Profile schema",
     "event_dataset_id": "dataset bound to the ExperienceEvent schema",
     "auth_inlet_id": "inlet (connection) id that requires Authorization",

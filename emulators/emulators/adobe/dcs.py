@@ -6,6 +6,11 @@ Follows EN ``help/ingestion/tutorials/streaming-multiple-messages.md`` (batch â†
 at most 5 violations, record dropped; otherwise accepted and validated asynchronously, failing records
 kept as the dataset's failed records), EN ``help/sources/tutorials/api/create/streaming/http.md``
 (401 body of authenticated inlets) and APIS ``data-ingestion.yaml`` (413 above 1 MB, 429, 503).
+
+The inlets are the base connections the sandbox holds (``sandbox.py``: seeded, or made through the Flow Service), a
+message's dataset must be one of its datasets and name that dataset's schema, and validation uses the schema as the
+Schema Registry composes it now. What one request brings to a dataset is stored as a Catalog batch of the valid
+records and one of the failed ones (``store.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from aiohttp import web
 from emulators.adobe.config import AdobeConfig
 from emulators.adobe.ims import TokenIssuer, bearer_token
 from emulators.adobe.ratelimit import TokenBucket
+from emulators.adobe.sandbox import Sandbox
 from emulators.adobe.store import Record, Store
 from emulators.adobe.xdm import Schema, validation_report
 
@@ -53,14 +59,14 @@ def _schema_ref_matches(ref: Any, schema: Schema) -> bool:
 
 
 class CollectionService:
-    def __init__(self, config: AdobeConfig, issuer: TokenIssuer, schemas: dict[str, Schema]) -> None:
+    def __init__(self, config: AdobeConfig, issuer: TokenIssuer, sandbox: Sandbox) -> None:
         self.config = config
         self.issuer = issuer
-        self.schemas = schemas  # dataset id -> its schema
+        self.sandbox = sandbox  # the inlets (base connections) and datasets the platform APIs made
         self.store: Store | None = None  # opened on the server's loop thread (see app.py)
         self._requests = TokenBucket(config.requests_per_second)
         self._messages = TokenBucket(config.messages_per_second)
-        self._sync = {inlet: TokenBucket(config.sync_validation_per_minute, per=60) for inlet in config.inlets}
+        self._sync: dict[str, TokenBucket] = {}
         self._node = secrets.randbelow(9000) + 1000
         self._sequence = itertools.count(1)
 
@@ -82,14 +88,20 @@ class CollectionService:
         body["status"] = str(status)  # a string in Adobe's sample (EN sources http.md)
         return web.json_response(body, status=status)
 
+    def schema(self, dataset_id: Any) -> Schema | None:
+        """The compiled schema of a dataset the sandbox holds."""
+        dataset = self.sandbox.datasets.get(dataset_id) if isinstance(dataset_id, str) else None
+        return None if dataset is None else self.sandbox.compiled_schema(dataset["schemaRef"]["id"])
+
     async def _admit(self, request: web.Request, inlet_id: str) -> tuple[web.Response | None, Any]:
         """Gateway checks in order: inlet, request rate, authorization, size, JSON. Returns (error, parsed body)."""
-        if inlet_id not in self.config.inlets:
+        connection = self.sandbox.inlet(inlet_id)
+        if connection is None:
             return web.json_response(problem(404, f"inletId: [{inlet_id}] Inlet not found"), status=404), None
         wait = self._requests.retry_after()
         if wait is not None:
             return self._too_many(wait, f"{self._prefix(inlet_id)} Too many requests"), None
-        if self.config.inlets[inlet_id]:
+        if connection["auth"]["params"]["authenticationRequired"]:
             token = bearer_token(request)
             if not token:
                 return self._unauthorized(401, f"[{inlet_id}] Ims service token is empty"), None
@@ -108,7 +120,8 @@ class CollectionService:
             return web.json_response(problem(400, message, "Invalid Message"), status=400), None
 
     def _envelope(self, message: Any) -> tuple[str | None, str, Any]:
-        """(error, dataset id, xdmEntity) of one message, per DCCS's envelope checks."""
+        """(error, dataset id, xdmEntity) of one message, per DCCS's envelope checks: the dataset must exist and its
+        schema be the one the message names."""
         if not isinstance(message, dict) or not isinstance(message.get("header"), dict):
             return HEADER_MANDATORY, "", None
         header, body = message["header"], message.get("body")
@@ -116,7 +129,7 @@ class CollectionService:
         if header.get("imsOrgId", self.config.org_id) != self.config.org_id:
             return WRONG_ORG, "", None
         dataset_id = header.get("datasetId")
-        schema = self.schemas.get(dataset_id) if isinstance(dataset_id, str) else None
+        schema = self.schema(dataset_id)
         if schema is None or not _schema_ref_matches(header.get("schemaRef"), schema) or not isinstance(body, dict):
             return UNKNOWN_FORMAT, "", None
         meta, entity = body.get("xdmMeta"), body.get("xdmEntity")
@@ -129,7 +142,8 @@ class CollectionService:
     def _violations(self, dataset_id: str, entity: dict, *, sync: bool = False) -> list[dict[str, Any]]:
         """The entity's violations; ``validate=False`` skips the asynchronous validation only (a client that asks
         for syncValidation gets it)."""
-        return self.schemas[dataset_id].violations(entity) if self.config.validate or sync else []
+        schema = self.schema(dataset_id)
+        return schema.violations(entity) if schema is not None and (self.config.validate or sync) else []
 
     # -- endpoints --------------------------------------------------------------------------------
 
@@ -143,7 +157,8 @@ class CollectionService:
         if error is not None:
             return error
         if sync:
-            wait = self._sync[inlet_id].retry_after()
+            bucket = self._sync.setdefault(inlet_id, TokenBucket(self.config.sync_validation_per_minute, per=60))
+            wait = bucket.retry_after()
             if wait is not None:
                 return self._too_many(wait, f"{self._prefix(inlet_id)} Too many syncValidation requests")
         wait = self._messages.retry_after()
@@ -161,7 +176,8 @@ class CollectionService:
             body["report"]["cause"] = {"_streamingValidation": [validation_report(violations)]}
             return web.json_response(body, status=400)
         xaction_id = self._transaction_id(received_ms)
-        self.store.add([Record(dataset_id, entity, inlet_id, xaction_id, received_ms, violations or None)])
+        self.store.add([Record(dataset_id, entity, inlet_id, xaction_id, received_ms, violations or None,
+                               message["header"])])  # fmt: skip
         return web.json_response(
             {
                 "inletId": inlet_id,
@@ -195,12 +211,25 @@ class CollectionService:
                 continue
             xaction_id = f"{batch_id}:{index}"
             violations = self._violations(dataset_id, entity)
-            records.append(Record(dataset_id, entity, inlet_id, xaction_id, received_ms, violations or None))
+            records.append(Record(dataset_id, entity, inlet_id, xaction_id, received_ms, violations or None,
+                                  message["header"]))  # fmt: skip
             responses.append({"xactionId": xaction_id})
         self.store.add(records)
         body = {"inletId": inlet_id, "batchId": batch_id, "receivedTimeMs": received_ms, "responses": responses}
         return web.json_response(body, status=207)
 
+    def _counted(self, handler: Any) -> Any:
+        """``handler``, each call to an existing inlet counted with its status (the inlet metrics)."""
+
+        async def counted(request: web.Request) -> web.Response:
+            response = await handler(request)
+            inlet_id = request.match_info["inletId"]
+            if self.sandbox.inlet(inlet_id) is not None:
+                self.store.add_inlet_call(inlet_id, int(time.time() * 1000), response.status)
+            return response
+
+        return counted
+
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/collection/batch/{inletId}", self.batch)
-        app.router.add_post("/collection/{inletId}", self.single)
+        app.router.add_post("/collection/batch/{inletId}", self._counted(self.batch))
+        app.router.add_post("/collection/{inletId}", self._counted(self.single))

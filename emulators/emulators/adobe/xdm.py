@@ -1,11 +1,11 @@
 """The tenant's XDM schemas and the Streaming Validation Service's view of a message.
 
-A schema is composed as AEP composes it: the standard part (an XDM class and standard field groups, generated
-from adobe/xdm by ``scripts/xdm_schemas.py`` into ``schemas/standard/``) plus the tenant field group of
-``schemas/capillary-*.json``, served in the registry's xed-full form. Validation closes every object that lists
-its properties, as AEP's Streaming Validation Service does although the served schema does not say so
-("extraneous key [workEmail] is not permitted", EN ``help/ingestion/quality/streaming-validation.md``); maps
-(``meta:xdmType: map``) keep their value schema.
+A schema is composed as AEP composes it: its class, standard field groups (generated from adobe/xdm by
+``scripts/xdm_schemas.py`` into ``schemas/standard/``, one file per component) and the tenant's own field groups
+(created through the Schema Registry API, or seeded from ``schemas/capillary-*.json``), served in the registry's
+xed-full form. Validation closes every object that lists its properties, as AEP's Streaming Validation Service does
+although the served schema does not say so ("extraneous key [workEmail] is not permitted", EN
+``help/ingestion/quality/streaming-validation.md``); maps (``meta:xdmType: map``) keep their value schema.
 
 Validation has two stages because the two libraries are good at different things: a compiled
 ``fastjsonschema`` validator decides valid/invalid at ~20x the speed of ``jsonschema`` (the common,
@@ -36,24 +36,72 @@ def _read(path: Any) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+INT32 = 2**31
+
+
+def xdm_type(node: dict) -> str:
+    """The ``meta:xdmType`` the registry gives a field of this JSON Schema (EN help/xdm/schema/field-constraints.md)."""
+    kind = node.get("type")
+    if kind == "string":
+        return {"date-time": "date-time", "date": "date"}.get(node.get("format", ""), "string")
+    if kind == "integer":
+        bounds = (abs(node.get("minimum", 0)), abs(node.get("maximum", 0)))
+        return "long" if max(bounds) > INT32 else "int"
+    if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+        return "map"
+    return kind or "object"
+
+
+def merged(parts: list[dict]) -> dict:
+    """Parts of one node (a ``$ref`` target, ``allOf`` members, the node's own keys) as one: properties and
+    required names are united, later annotations win."""
+    result: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if key == "properties":
+                properties = result.setdefault("properties", {})
+                for name, schema in value.items():
+                    properties[name] = merged([properties[name], schema]) if name in properties else schema
+            elif key == "required":
+                result["required"] = list(dict.fromkeys([*result.get("required", []), *value]))
+            else:
+                result[key] = value
+    return result
+
+
 @functools.cache
-def _standard_parts() -> dict[str, dict[str, Any]]:
-    """The generated standard parts by the class they implement."""
+def standard_components() -> dict[str, dict[str, Any]]:
+    """The generated classes and standard field groups by ``$id``."""
     parts = (_read(path) for path in SCHEMAS.joinpath("standard").iterdir() if path.name.endswith(".json"))
-    return {part["meta:class"]: part for part in parts}
+    return {part["$id"]: part for part in parts}
 
 
-def load_schema(name: str, tenant_id: str) -> dict[str, Any]:
-    """The tenant schema ``schemas/<name>.json`` composed with its class's standard part, tenant id filled in."""
-    text = SCHEMAS.joinpath(f"{name}.json").read_text(encoding="utf-8")
-    tenant = json.loads(text.replace(TENANT_PLACEHOLDER, tenant_id))
-    standard = _standard_parts()[tenant["meta:class"]]
-    body = {key: value for key, value in tenant.items() if key != "properties"}
-    body["properties"] = dict(sorted({**standard["properties"], **tenant["properties"]}.items()))
-    if standard["required"]:
-        body["required"] = standard["required"]
-    body["meta:extends"] = [*standard["meta:extends"], *tenant["meta:extends"]]
-    return body
+def with_xdm_types(node: Any) -> Any:
+    """Custom fields as the registry serves them: each field with its ``meta:xdmType``
+    (EN help/xdm/tutorials/custom-fields-api.md: "a system-generated value")."""
+    if not isinstance(node, dict):
+        return node
+    result = {key: with_xdm_types(value) if key in ("items", "additionalProperties") else value
+              for key, value in node.items()}  # fmt: skip
+    if isinstance(node.get("properties"), dict):
+        result["properties"] = {name: with_xdm_types(sub) for name, sub in node["properties"].items()}
+        result.setdefault("type", "object")
+    if "type" in result:
+        result.setdefault("meta:xdmType", xdm_type(result))
+    return result
+
+
+def compose(class_id: str, field_groups: list[str], tenant_parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A schema's resolved fields: its class, standard field groups (by ``$id``) and tenant field groups' properties
+    merged as the registry merges them, with the class's ``required`` and the ``meta:extends`` chain."""
+    standard = standard_components()
+    parts = [standard[class_id], *(standard[ref] for ref in field_groups if ref in standard), *tenant_parts]
+    whole = merged([{key: part[key] for key in ("properties", "required") if key in part} for part in parts])
+    return {
+        "meta:extends": list(dict.fromkeys([*standard[class_id]["meta:extends"], class_id, *field_groups])),
+        "required": whole.get("required", []),
+        "properties": dict(sorted(whole["properties"].items())),
+    }
 
 
 def closed_for_validation(schema: Any) -> Any:
@@ -180,10 +228,15 @@ class Schema:
         return []
 
 
-@functools.cache
-def tenant_schema(name: str, tenant_id: str, max_errors: int = 5) -> Schema:
-    """A compiled schema of ``schemas/``; compiling takes ~0.15 s, so emulators started per test share it."""
-    return Schema(load_schema(name, tenant_id), max_errors=max_errors)
+@functools.lru_cache(maxsize=64)
+def _compiled(text: str, max_errors: int) -> Schema:
+    return Schema(json.loads(text), max_errors=max_errors)
+
+
+def compiled(body: dict[str, Any], max_errors: int = 5) -> Schema:
+    """``body`` compiled, once per distinct schema: compiling takes ~0.15 s, and emulators started per test share
+    the same seeded schemas."""
+    return _compiled(json.dumps(body, sort_keys=True), max_errors)
 
 
 def validation_report(violations: list[dict[str, Any]]) -> dict[str, Any]:
