@@ -12,7 +12,7 @@ from emulators.server import BackgroundServer
 def start_capillary(
     config: Any = None, port: int = 0, ssl_context: ssl.SSLContext | None = None, **overrides: Any
 ) -> BackgroundServer:
-    """A started Capillary emulator (https with ``ssl_context``); ``overrides`` replace fields of ``CapillaryConfig``."""
+    """A started Capillary emulator (https with ``ssl_context``); ``overrides`` replace ``CapillaryConfig`` fields."""
     from emulators.capillary import CapillaryConfig, create_app
 
     config = dataclasses.replace(config or CapillaryConfig(), **overrides)
