@@ -261,7 +261,7 @@ class InvalidStateError(Exception):
 
 
 # After a termination signal, requests already sent get this long to end before the process exits regardless.
-TERMINATION_GRACE_SECONDS = 5.0
+TERMINATION_GRACE_SECONDS = 3.0
 
 
 def _exit_after_grace(code: int) -> None:

@@ -6,11 +6,13 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from emulators.server import REQUEST_LOG, BackgroundServer
+from tap_capillary.tap import TERMINATION_GRACE_SECONDS
 from tests.support import past_anchor, tap_config
 
 # Far longer than the test may take: a tap that waited it out would never end in time.
@@ -54,3 +56,40 @@ def test_a_signal_during_a_retry_wait_stops_the_tap_at_once(
         e for e in capillary_emulator.call(lambda: list(capillary_emulator.app[REQUEST_LOG].entries)) if e["fault"]
     ]
     assert len(faulted) == 1, "no retry was sent"
+
+
+@pytest.mark.capillary(customers=6, seed=3, anchor_time=past_anchor())
+def test_a_signal_during_a_request_stops_the_tap_after_the_grace_period(
+    capillary_emulator: BackgroundServer, tmp_path: Path
+) -> None:
+    """A request in flight gets ``TERMINATION_GRACE_SECONDS``, then the process exits regardless (Python would
+    wait for the thread sending it, up to the request's timeout). The emulator holds the request a second longer
+    than the grace period: the test's emulator cannot stop while it holds one."""
+    path = "/v1.1/customer/get"
+    capillary_emulator.set_faults({"rules": [{"path": path, "latency_ms": (TERMINATION_GRACE_SECONDS + 1) * 1000}]})
+    arrived = threading.Event()
+    log = capillary_emulator.app[REQUEST_LOG]
+    record = log.record
+
+    def recording(entry: dict) -> None:
+        record(entry)
+        if entry["path"] == path:
+            arrived.set()
+
+    capillary_emulator.call(setattr, log, "record", recording)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(tap_config(capillary_emulator)))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tap_capillary", "--config", str(config_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert arrived.wait(timeout=60), "the request reached the emulator"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "Requests still in flight after the grace period: exiting now" in output
