@@ -156,7 +156,12 @@ class Clock:
         return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
-        if self._stopped.wait(seconds):
+        self._stopped.wait(seconds)
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``Interrupted`` once the run is stopping: no request starts after a termination signal."""
+        if self._stopped.is_set():
             raise Interrupted("stopping: a termination signal was received")
 
     def stop(self) -> None:
@@ -185,6 +190,7 @@ class RetryPolicy:
         tries = 0
         while True:
             tries += 1
+            self.clock.check()
             left = self.budget_seconds - (self.clock.now() - start)
             try:
                 return attempt(max(0.1, min(TRY_TIMEOUT_SECONDS, left)))
@@ -229,4 +235,5 @@ class Transport:
         """One try of an API request: within the rate limit and the requests in flight."""
         self.rate_limiter.try_acquire("capillary")
         with self.request_slots:
+            self.retry.clock.check()  # the wait for a slot may have outlasted the run
             yield

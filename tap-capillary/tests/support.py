@@ -54,7 +54,7 @@ class FakeClock(Clock):
         return self.time
 
     def sleep(self, seconds: float) -> None:
-        super().sleep(0)
+        self.check()
         self.waits.append(seconds)
         self.time += seconds
 

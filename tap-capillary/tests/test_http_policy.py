@@ -18,7 +18,7 @@ from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from emulators.launch import start_capillary
 from emulators.server import REQUEST_LOG, BackgroundServer
-from tap_capillary.transport import Interrupted, RetryPolicy, retry_after_seconds
+from tap_capillary.transport import Clock, Interrupted, RetryPolicy, retry_after_seconds
 from tests.support import OAUTH, TILL, FakeClock, past_anchor, run_tap, run_tap_to_the_end, tap_config
 
 SMALL = {"customers": 3, "seed": 5, "anchor_time": past_anchor()}
@@ -143,8 +143,12 @@ def test_each_try_gets_what_is_left_of_the_budget_as_its_timeout() -> None:
     assert sum(clock.waits) <= 5
 
 
-def test_a_stopped_clock_ends_a_retry_wait_at_once() -> None:
-    clock = FakeClock()
-    clock.stop()
+def test_once_the_run_stops_no_try_starts_and_no_wait_lasts() -> None:
+    clock = Clock()
+    clock.stop()  # what the termination signal handler does
+    attempt = failing(0, requests.Timeout())
     with pytest.raises(Interrupted):
-        RetryPolicy(max_tries=3, budget_seconds=100, clock=clock).call(failing(1, requests.Timeout()), "GET /v2/x")
+        RetryPolicy(max_tries=3, budget_seconds=100, clock=clock).call(attempt, "GET /v2/x")
+    assert attempt.calls == []
+    with pytest.raises(Interrupted):
+        clock.sleep(3600)  # returns at once
