@@ -146,6 +146,7 @@ class TapCapillary(Tap):
         th.Property(
             "ca_bundle",
             th.StringType,
+            title="CA Bundle",
             description="PEM file of the CA certificates to verify the Capillary host with, instead of the system's.",
         ),
     ).to_dict()
