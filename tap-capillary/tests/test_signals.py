@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,18 @@ from tests.support import past_anchor, tap_config
 
 # Far longer than the test may take: a tap that waited it out would never end in time.
 RETRY_AFTER = 3600
+
+
+def start_tap(config: dict[str, Any], tmp_path: Path) -> subprocess.Popen[str]:
+    """The tap as a process; its messages and log lines in one stream, in the order it wrote them."""
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    return subprocess.Popen(
+        [sys.executable, "-m", "tap_capillary", "--config", str(config_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -30,15 +43,7 @@ def test_a_signal_during_a_retry_wait_stops_the_tap_at_once(
     capillary_emulator: BackgroundServer, tmp_path: Path, signum: int, path: str
 ) -> None:
     capillary_emulator.set_faults({"rules": [{"path": path, "status_rates": {503: 1.0}, "retry_after": RETRY_AFTER}]})
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(tap_config(capillary_emulator, retry_budget_seconds=10 * RETRY_AFTER)))
-    # Messages and log lines in one stream, in the order the tap wrote them.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tap_capillary", "--config", str(config_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_tap(tap_config(capillary_emulator, retry_budget_seconds=10 * RETRY_AFTER), tmp_path)
     try:
         assert process.stdout is not None
         for line in process.stdout:
@@ -77,14 +82,7 @@ def test_a_signal_during_a_request_stops_the_tap_after_the_grace_period(
             arrived.set()
 
     capillary_emulator.call(setattr, log, "record", recording)
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(tap_config(capillary_emulator)))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tap_capillary", "--config", str(config_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_tap(tap_config(capillary_emulator), tmp_path)
     try:
         assert arrived.wait(timeout=60), "the request reached the emulator"
         process.send_signal(signal.SIGTERM)
