@@ -3,8 +3,9 @@
 A fault profile is a seed plus an ordered list of rules. The first rule whose
 ``path`` (fnmatch pattern on the request path) and ``method`` match a request
 decides what happens to it: added latency, a dropped connection, a revoked
-token, an error status, a published envelope (an emulator's named error body,
-served with ``envelope_status``, HTTP 200 by default), or misstated paging totals
+token, an error status (a 3xx one redirects to ``redirect_to``), a published
+envelope (an emulator's named error body, served with ``envelope_status``, HTTP
+200 by default), or misstated paging totals
 (``total``: the emulator omits, understates or overstates the totals of matching
 responses). Rates are probabilities in [0, 1]; ``max_faults`` bounds how many
 faults a rule injects, so a test can say "the next 2 calls fail". Paths under
@@ -44,6 +45,7 @@ class FaultRule:
     envelope_status: int = 200
     total: str | None = None
     retry_after: float = 1.0
+    redirect_to: str | None = None
     latency_ms: float = 0.0
     drop_rate: float = 0.0
     revoke_token_rate: float = 0.0
@@ -68,6 +70,9 @@ class FaultRule:
         if sum(rule.status_rates.values()) + sum(rule.envelopes.values()) > 1.0:
             msg = "the status and envelope rates of one rule must add up to at most 1"
             raise ValueError(msg)
+        if any(300 <= status < 400 for status in rule.status_rates) and not rule.redirect_to:
+            msg = "a 3xx status needs redirect_to, the Location it redirects to"
+            raise ValueError(msg)
         if rule.total not in (None, *TOTALS):
             msg = f"total must be one of {TOTALS}, got {rule.total!r}"
             raise ValueError(msg)
@@ -90,6 +95,7 @@ class FaultDecision:
     envelope_status: int = 200
     total: str | None = None
     retry_after: float = 1.0
+    redirect_to: str | None = None
 
     @property
     def is_fault(self) -> bool:
@@ -132,6 +138,7 @@ class FaultProfile:
             decision = FaultDecision(
                 latency_ms=rule.latency_ms,
                 retry_after=rule.retry_after,
+                redirect_to=rule.redirect_to,
                 envelope_status=rule.envelope_status,
                 total=rule.total,
             )
@@ -191,6 +198,8 @@ async def fault_middleware(
             raise web.HTTPInternalServerError(text=msg)
         body = request.app[ENVELOPE_BODY](decision.envelope)
         return web.Response(body=body, status=decision.envelope_status, content_type="application/json")
+    if decision.status is not None and decision.redirect_to and 300 <= decision.status < 400:
+        return web.Response(status=decision.status, headers={"Location": decision.redirect_to})
     if decision.status is not None:
         body = request.app.get(ERROR_BODY, default_error_body)(decision.status)
         headers = {}

@@ -5,6 +5,7 @@ fault injection, and running an aiohttp application on a free loopback port.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections import Counter, deque
@@ -160,23 +161,32 @@ def create_base_app(faults: FaultProfile | None = None) -> web.Application:
 class BackgroundServer:
     """Serves an aiohttp application from a daemon thread on a loopback port.
 
-    ``port=0`` picks a free port. Use as a context manager, or ``start()``/``stop()``.
+    ``port=0`` picks a free port; with ``ssl_context`` it serves https (a client's TLS handling under test).
+    Use as a context manager, or ``start()``/``stop()``.
     ``call(fn, ...)`` runs ``fn`` on the server's event loop thread, which is how tests
     touch emulator state (SQLite connections belong to that thread).
     """
 
-    def __init__(self, app: web.Application, host: str = LOOPBACK, port: int = 0, config: Any = None) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        host: str = LOOPBACK,
+        port: int = 0,
+        config: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.app = app
         self.config = config
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> BackgroundServer:
         self._thread.start()
@@ -186,7 +196,7 @@ class BackgroundServer:
     async def _start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - the only way to read an ephemeral port
 

@@ -1,7 +1,10 @@
 """Fault injection and the shared admin routes, on a bare app with one route."""
 
+import ssl
+
 import pytest
 import requests
+import trustme
 from aiohttp import web
 
 from emulators.faults import FaultProfile
@@ -48,6 +51,30 @@ def test_rates_are_seeded_and_reproducible(server):
     first, second = run(), run()
     assert first == second
     assert {429, 500, 200} == set(first)
+
+
+def test_redirect_names_its_location(server):
+    location = "http://127.0.0.1:9/elsewhere"
+    server.set_faults({"rules": [{"path": "/v1/*", "status_rates": {307: 1.0}, "redirect_to": location}]})
+    response = requests.get(f"{server.base_url}/v1/hello", timeout=5, allow_redirects=False)
+    assert (response.status_code, response.headers["Location"]) == (307, location)
+    with pytest.raises(ValueError, match="a 3xx status needs redirect_to"):
+        FaultProfile.from_dict({"rules": [{"status_rates": {302: 1.0}}]})
+
+
+def test_served_over_tls_with_a_given_certificate(tmp_path):
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    app = create_base_app()
+    app.router.add_get("/v1/hello", _hello)
+    with BackgroundServer(app, ssl_context=context) as tls:
+        assert tls.base_url.startswith("https://127.0.0.1:")
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{tls.base_url}/v1/hello", timeout=5)
+        bundle = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(bundle))
+        assert requests.get(f"{tls.base_url}/v1/hello", timeout=5, verify=str(bundle)).json() == {"hello": "world"}
 
 
 def test_dropped_connection(server):

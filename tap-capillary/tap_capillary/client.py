@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
+import math
 import threading
 from collections import Counter
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import msgspec
 import requests
@@ -23,25 +22,18 @@ from singer_sdk.streams import RESTStream
 from tap_capillary.auth import TOKEN_HEADER, OAuthTokenAuthenticator
 from tap_capillary.convert import listed
 from tap_capillary.errors import ITEM_ERROR, Action, Report, Verdict, classify, item_reports, read_reports
+from tap_capillary.transport import TRY_TIMEOUT_SECONDS, endpoint
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_capillary.tap import TapCapillary
 
-CONNECTION_ERRORS = (
-    ConnectionResetError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
-
 
 class TokenRejectedError(FatalAPIError):
     """The API refused the OAuth token (invalid or expired: 401, 498, in the body or as the HTTP status)."""
 
-    def __init__(self, message: str, token: str | None) -> None:
+    def __init__(self, message: str, token: str | bytes | None) -> None:
         super().__init__(message)
         self.token = token
 
@@ -54,11 +46,6 @@ class ItemUnavailableError(FatalAPIError):
     def __init__(self, message: str, code: int | None) -> None:
         super().__init__(message)
         self.code = code
-
-
-def endpoint(request: requests.PreparedRequest) -> str:
-    """``METHOD /path`` of a request, for messages (never the query string or headers)."""
-    return f"{request.method} {urlparse(request.url).path}"
 
 
 _UNDECODED = object()
@@ -105,47 +92,49 @@ class CodeTally:
             return {code: n for (name, code), n in self.counts.items() if name == stream}
 
 
-class DebugCounter(metrics.Counter):
-    """A metrics counter that is logged only when the metrics logger is at DEBUG."""
+class PerRequestMetricsAtDebug(metrics.MetricExclusionFilter):
+    """Drops the SDK's per-request metrics (``http_request_duration``, and ``http_request_count`` per listing)
+    unless the metrics logger is at DEBUG: at hundreds of requests per second they are noise that costs CPU,
+    logging-lock waits and Meltano's re-logging. A logger filter runs before any handler."""
 
-    def exit(self) -> None:
-        if self.logger.isEnabledFor(logging.DEBUG):
-            super().exit()
+    def filter(self, record: logging.LogRecord) -> bool:
+        return metrics.get_metrics_logger().isEnabledFor(logging.DEBUG) or super().filter(record)
+
+
+PER_REQUEST_METRICS = PerRequestMetricsAtDebug(
+    metrics=[metrics.Metric.HTTP_REQUEST_DURATION, metrics.Metric.HTTP_REQUEST_COUNT]
+)
 
 
 class CapillaryStream(RESTStream):
-    """Shared request behaviour; the authenticator and the rate limiter belong to the tap (shared by threads).
+    """Shared request behaviour; what a run's streams and worker threads share (the transport, the authenticator)
+    belongs to the tap.
 
     Every response goes through one classification (``errors.py``), whatever its HTTP status."""
 
-    _tap: TapCapillary
-    #: Retries: exponential from ``retry_base_seconds`` (with jitter) unless the API sends ``Retry-After``.
-    retry_base_seconds = 1.0
-    retry_max_seconds = 120.0
-    max_tries = 6
     #: The access group resource the endpoint belongs to (InTouch > Organization settings > Access control),
     #: named when the API denies access.
     access_group = "Customer"
+    #: Never follow a redirect (the session refuses them too: ``transport.py``).
+    allow_redirects = False
 
     #: Records are built with the schema's JSON types (``convert.py``); the SDK's per-record type
     #: conformance pass would only repeat that (the SDK's record-vs-schema tests guard it).
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._requests_session = self._tap.http_session  # one keep-alive pool for all streams and workers
+    def __init__(self, tap: TapCapillary, **kwargs: Any) -> None:
+        super().__init__(tap, **kwargs)
+        self.capillary_tap = tap
+        self._try_timeout = threading.local()  # per thread: the timeout of its current try (``timeout``)
 
     @property
-    def _LOG_REQUEST_METRICS(self) -> bool:
-        """The SDK's switch for per-request ``http_request_duration`` metrics: on only at DEBUG. At hundreds
-        of requests per second they are noise that costs CPU, logging-lock waits and Meltano's re-logging."""
-        return self.metrics_logger.isEnabledFor(logging.DEBUG)
+    def requests_session(self) -> requests.Session:
+        return self.capillary_tap.transport.session  # one keep-alive pool for all streams and workers
 
-    def get_http_request_counter(self) -> metrics.Counter:
-        """The SDK logs one ``http_request_count`` per request listing (per customer here): DEBUG only too."""
-        return DebugCounter(
-            metrics.Metric.HTTP_REQUEST_COUNT, {metrics.Tag.STREAM: self.name, metrics.Tag.ENDPOINT: self.path}
-        )
+    @property
+    def timeout(self) -> int:
+        """The timeout of this thread's current try: what is left of its call's retry budget, at most a minute."""
+        return math.ceil(getattr(self._try_timeout, "seconds", TRY_TIMEOUT_SECONDS))
 
     @property
     def url_base(self) -> str:
@@ -153,7 +142,7 @@ class CapillaryStream(RESTStream):
 
     @property
     def authenticator(self) -> Any:
-        return self._tap.authenticator
+        return self.capillary_tap.authenticator
 
     @property
     def http_headers(self) -> dict:
@@ -165,41 +154,37 @@ class CapillaryStream(RESTStream):
 
     # -- requests ---------------------------------------------------------------------------------------
 
-    def _request(self, prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
-        try:
-            return self._send(prepared_request, context)
-        except TokenRejectedError as exc:
-            if not isinstance(self.authenticator, OAuthTokenAuthenticator):
-                raise
-            # Tokens expire (498) or are revoked before their TTL (401): renew once, then give up.
-            self.logger.warning("OAuth token refused by %s; generating a new one", endpoint(prepared_request))
-            self.authenticator.reject(exc.token)
-            try:
-                return self._send(prepared_request, context)
-            except TokenRejectedError as again:
-                msg = f"{again} (also after generating a new OAuth token)"
-                raise FatalAPIError(msg) from None
-
-    def _send(self, prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
-        """One try: within the shared rate limit and the run's ``max_workers`` requests in flight.
-        Every request of the tap is sent here."""
-        self._tap.rate_limiter.try_acquire("capillary")
-        with self._tap.request_slots:
-            return super()._request(prepared_request, context)
-
     def request_decorator(self, func: Any) -> Any:
-        retrying = super().request_decorator(func)
+        """Every request of the tap: tried under the run's retry policy; each try paced by the transport; a
+        refused OAuth token renewed once. ``func`` is the SDK's one try: authenticate, send, ``validate_response``."""
+        transport = self.capillary_tap.transport
+
+        def paced_try(prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
+            with transport.paced():
+                return func(prepared_request, context)
+
+        def one_try(prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
+            try:
+                return paced_try(prepared_request, context)
+            except TokenRejectedError as exc:
+                if not isinstance(self.authenticator, OAuthTokenAuthenticator):
+                    raise
+                # Tokens expire (498) or are revoked before their TTL (401): renew once, then give up.
+                self.logger.warning("OAuth token refused by %s; generating a new one", endpoint(prepared_request))
+                self.authenticator.reject(exc.token)
+                try:
+                    return paced_try(prepared_request, context)
+                except TokenRejectedError as again:
+                    msg = f"{again} (also after generating a new OAuth token)"
+                    raise FatalAPIError(msg) from None
 
         @functools.wraps(func)
-        def call(prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
-            try:
-                return retrying(prepared_request, context)
-            except RetriableAPIError as exc:
-                msg = f"Giving up after {self.max_tries} tries: {exc}"
-                raise FatalAPIError(msg) from None
-            except CONNECTION_ERRORS as exc:
-                msg = f"Giving up after {self.max_tries} tries: {type(exc).__name__} on {endpoint(prepared_request)}"
-                raise FatalAPIError(msg) from None
+        def call(prepared_request: requests.PreparedRequest, context: Context | None = None) -> requests.Response:
+            def attempt(timeout: float) -> requests.Response:
+                self._try_timeout.seconds = timeout
+                return one_try(prepared_request, context)
+
+            return transport.retry.call(attempt, endpoint(prepared_request))
 
         return call
 
@@ -269,58 +254,18 @@ class CapillaryStream(RESTStream):
             value = value[key]
         return value
 
-    # -- backoff ----------------------------------------------------------------------------------------
-
-    def backoff_max_tries(self) -> int:
-        return self.max_tries
-
-    def backoff_wait_generator(self) -> Generator[float, Any, None]:
-        """Waits ``Retry-After`` when the API sends it, else exponential backoff with jitter."""
-        exception = yield  # type: ignore[misc]
-        attempt = 0
-        while True:
-            retry_after = _retry_after(exception)
-            if retry_after is None:
-                ceiling = min(self.retry_max_seconds, self.retry_base_seconds * 2**attempt)
-                wait = random.uniform(ceiling / 2, ceiling)
-            else:
-                wait = min(self.retry_max_seconds, retry_after)
-            attempt += 1
-            exception = yield wait
-
-    def backoff_jitter(self, value: float) -> float:
-        return value  # jitter is applied by backoff_wait_generator, never on top of Retry-After
-
-    def backoff_handler(self, details: Any) -> None:
-        exc = details.get("exception")
-        reason = type(exc).__name__
-        if isinstance(exc, RetriableAPIError) and exc.response is not None:
-            reason = f"HTTP {exc.response.status_code}"
-            code = self.verdict(exc.response).code
-            reason += f", code {code}" if code is not None else ""
-        request = details["args"][0] if details.get("args") else None
-        where = endpoint(request) if isinstance(request, requests.PreparedRequest) else self.name
-        self.logger.warning(
-            "Retrying %s after %s in %.2f s (try %d of %d)",
-            where,
-            reason,
-            details.get("wait", 0.0),
-            details.get("tries", 0),
-            self.max_tries,
-        )
-
     # -- item errors and warnings -----------------------------------------------------------------------
 
     def item_error(self, code: Any, message: Any, subject: str) -> None:
         """A customer or bill the API cannot return, or a record that cannot be placed: log it, count it, carry on."""
-        self._tap.item_errors.add(self.name, code)
+        self.capillary_tap.item_errors.add(self.name, code)
         self.logger.warning(
             "Capillary item error %s (%s) for %s in stream %s; skipped", code, message, subject, self.name
         )
 
     def warning(self, report: Report, subject: str) -> None:
         """A warning in an accepted response (the data is read): counted; logged the first time per code."""
-        if self._tap.warnings.add(self.name, report.code):
+        if self.capillary_tap.warnings.add(self.name, report.code):
             self.logger.warning(
                 "Capillary warning %s from %s in stream %s (data read; further ones are counted)",
                 report,
@@ -341,22 +286,11 @@ class CapillaryStream(RESTStream):
         return True
 
     def log_item_errors(self) -> None:
-        for kind, tally in (("skipped items with Capillary error codes", self._tap.item_errors),
-                            ("had Capillary warnings", self._tap.warnings)):  # fmt: skip
+        for kind, tally in (("skipped items with Capillary error codes", self.capillary_tap.item_errors),
+                            ("had Capillary warnings", self.capillary_tap.warnings)):  # fmt: skip
             counts = tally.for_stream(self.name)
             if counts:
                 self.logger.warning("Stream %s %s: %s", self.name, kind, counts)
-
-
-def _retry_after(exception: Any) -> float | None:
-    response = getattr(exception, "response", None)
-    header = response.headers.get("Retry-After") if response is not None else None
-    if header is None:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        return None  # HTTP-date form: fall back to exponential backoff
 
 
 #: How v1.1 names a customer in its items (a failed item echoes the identifier asked for).

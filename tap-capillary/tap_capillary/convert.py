@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
+# The spellings the target's boolean transform takes too (target-adobe-aep mapping), whatever their case.
+_TRUE = {"true", "1", "yes", "y"}
+_FALSE = {"false", "0", "no", "n"}
 
 
 def text(value: Any) -> str | None:

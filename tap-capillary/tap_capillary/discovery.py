@@ -6,7 +6,7 @@ moves with every profile or loyalty change; it pages by 20 at most. Orgs without
 list their customers in ``customer_identifiers_path`` instead (ids, mobiles, emails or external
 ids; the latter are resolved to ids with batched ``v1.1/customer/get``).
 
-Found ids go to a temporary SQLite file, so memory stays flat for millions of customers.
+Found ids go to a private temporary SQLite database, so memory stays flat for millions of customers.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
@@ -96,7 +95,8 @@ class CustomerSearchStream(CapillaryStream):
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         body = parse_json(response)
         self.records_at(response, "data")
-        offset = json.loads(response.request.body or b"{}").get("offset") or 0
+        sent = response.request.body
+        offset = (json.loads(sent).get("offset") if isinstance(sent, (bytes, str)) else None) or 0
         details = _search_details(body)
         # A total that is only this page's count (the server ignored the total parameter) says nothing of
         # the listing; an overall total is at least what has been read.
@@ -159,11 +159,12 @@ def read_identifiers(path: str) -> Iterator[tuple[str, str]]:
 
 
 class ChangedCustomers:
-    """Customer ids per discovery window, cached for the run in a temporary SQLite file."""
+    """Customer ids per discovery window, cached for the run (all streams read the same windows) in a private
+    temporary SQLite database: SQLite keeps it in its page cache and spills to an unnamed temporary file, which
+    it deletes when the connection closes, and which no other process sees (a killed run leaves nothing)."""
 
     def __init__(self, tap: TapCapillary) -> None:
         self._tap = tap
-        self._directory: tempfile.TemporaryDirectory | None = None
         self._db: sqlite3.Connection | None = None
         self._windows: dict[Window | None, int] = {}
 
@@ -186,19 +187,9 @@ class ChangedCustomers:
                 self._store_search(self._windows[key], window)
         yield from self._read(self._windows[key])
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        if self._directory is not None:
-            self._directory.cleanup()
-            self._directory = None
-        self._windows.clear()
-
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            self._directory = tempfile.TemporaryDirectory(prefix="tap-capillary-")
-            self._db = sqlite3.connect(Path(self._directory.name) / "customers.sqlite", isolation_level=None)
+            self._db = sqlite3.connect("", isolation_level=None)  # "": private, temporary, on disk
             self._db.execute(
                 "CREATE TABLE found (window INTEGER, customer_id INTEGER, PRIMARY KEY (window, customer_id))"
             )

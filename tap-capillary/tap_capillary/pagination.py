@@ -14,7 +14,7 @@ import requests
 from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_capillary.client import parse_json
-from tap_capillary.convert import integer, listed
+from tap_capillary.convert import boolean, integer, listed
 
 
 def more_pages(returned: int, asked: int, total_says_more: bool | None) -> bool:
@@ -72,8 +72,11 @@ class RewardsPaginator(BaseAPIPaginator[int]):
 
     def get_next(self, response: requests.Response) -> int | None:
         body = parse_json(response)
-        last = (body.get("pagingDto") or {}).get("last")
-        says_more = None if last is None else str(last).lower() != "true"
+        try:
+            last = boolean((body.get("pagingDto") or {}).get("last"))
+        except ValueError:
+            last = None  # unreadable: the rows decide
+        says_more = None if last is None else not last
         returned = _rows(body.get("rewardIssueTransactions"))
         return self.current_value + 1 if more_pages(returned, self.page_size, says_more) else None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from itertools import islice
 from typing import Any
@@ -22,6 +22,7 @@ from tap_capillary.pagination import (
     RedemptionPaginator,
     RewardsPaginator,
 )
+from tap_capillary.sdk_adapter import WindowBookmarksStream
 from tap_capillary.windows import Pass, Window, complete_window, plan_pass
 
 SCHEMAS = SchemaDirectory(resources.files("tap_capillary") / "schemas")
@@ -59,24 +60,22 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-class WindowedStream(CapillaryStream):
+class WindowedStream(CapillaryStream, WindowBookmarksStream):
     """An incremental stream whose bookmark moves when a discovery window completes (``windows.py``),
     never per record, and whose records are kept only inside the pass's ``[since, until)``."""
 
     pass_: Pass
+    replication_key: str
 
     @property
     def times(self) -> TimeConverter:
-        return self._tap.times
+        return self.capillary_tap.times
 
     def utc(self, value: Any) -> str | None:
         return self.times.to_utc(value)
 
     def get_replication_key_signpost(self, context: Any = None) -> None:
         return None  # the pass's ``until`` bounds the bookmark instead
-
-    def _increment_stream_state(self, latest_record: Any, *, context: Any = None) -> None:
-        """No per-record bookmarks: state advances when a window completes."""
 
     def plan(self, *, single_window: bool) -> Pass:
         config = self.config
@@ -85,7 +84,7 @@ class WindowedStream(CapillaryStream):
             stream_name=self.name,
             start_date=config.get("start_date"),
             end_date=config.get("end_date"),
-            now=self._tap.run_started_at,
+            now=self.capillary_tap.run_started_at,
             window_days=config["backfill_window_days"],
             lookback_minutes=config["lookback_minutes"],
             cluster_timezone=self.times.cluster_timezone,
@@ -109,10 +108,10 @@ class WindowedStream(CapillaryStream):
         return self.pass_.includes(moment)
 
     def complete(self, window: Window) -> None:
-        """Record a finished window and write it out as a STATE message."""
+        """Record a finished window and write it out as a STATE message (the SDK writes a state only when it
+        changed). Runs on the main thread after the SDK wrote every record the window yielded."""
         complete_window(self.stream_state, self.replication_key, self.pass_, window)
-        self.state_manager.is_flushed = False
-        self._write_state_message()
+        self.capillary_tap.state_writer.write_state(self.tap_state)
 
 
 class CustomerDataStream(WindowedStream):
@@ -127,14 +126,33 @@ class CustomerDataStream(WindowedStream):
     customers_per_request = 1
 
     def get_records(self, context: Any) -> Iterable[dict]:
-        discovery = self._tap.changed_customers
+        self.capillary_tap.prepare_run()
+        discovery = self.capillary_tap.changed_customers
         workers = self.config["max_workers"]
-        for window in self.plan(single_window=discovery.from_file).windows:
-            batches = _chunks(discovery.ids(window), self.customers_per_request)
-            for records in _ordered_map(self._read_customers, batches, workers):
-                yield from records
-            self.complete(window)
+        # A customer's independent requests (bill details, ledger ranges) share this pool: ``fan_out``.
+        self._fan_out_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="capillary-fan-out")
+        try:
+            for window in self.plan(single_window=discovery.from_file).windows:
+                batches = _chunks(discovery.ids(window), self.customers_per_request)
+                for records in _ordered_map(self._read_customers, batches, workers):
+                    yield from records
+                self.complete(window)
+        finally:
+            self._fan_out_pool.shutdown(wait=True, cancel_futures=True)
         self.log_item_errors()
+
+    def fan_out(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        """``fn`` over one customer's independent requests side by side; results in input order. The transport's
+        request slots keep the run's requests within ``max_workers``."""
+        items = list(items)
+        if len(items) == 1:
+            return [fn(items[0])]  # nothing to overlap: spare the hand-over to another thread
+        futures = [self._fan_out_pool.submit(fn, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()  # after a failure: drop what has not started
 
     def _read_customers(self, customer_ids: list[int]) -> list[dict]:
         """Worker: the pass's records of these customers."""
@@ -314,7 +332,7 @@ class CouponsStream(V11BatchStream):
         if len(coupons) >= COUPONS_LIMIT:
             self.logger.warning("Customer %s has %d+ coupons; older ones are not read", customer_id, COUPONS_LIMIT)
         for k in coupons:
-            redemptions = [
+            redemptions: list[dict[str, Any]] = [
                 {
                     "redemption_id": integer(r.get("id")),
                     "redeemed_at": self.utc(r.get("date")),
@@ -326,7 +344,7 @@ class CouponsStream(V11BatchStream):
             ]
             issued_at = self.utc(k.get("created_date"))
             redeemed = [r["redeemed_at"] for r in redemptions if r["redeemed_at"]]
-            last_redeemed = max(redeemed, key=self.times.to_datetime) if redeemed else None
+            last_redeemed = max(redeemed, key=datetime.fromisoformat) if redeemed else None  # all RFC 3339 UTC
             issued_store = k.get("issued_at") or {}
             yield {
                 "coupon_id": int(k["id"]),
@@ -344,7 +362,7 @@ class CouponsStream(V11BatchStream):
                 "last_redeemed_at": last_redeemed,
                 "redemptions": redemptions,
                 "custom_properties": name_values(k.get("custom_properties"), "custom_property"),
-                "updated_at": max(filter(None, [issued_at, last_redeemed]), key=self.times.to_datetime, default=None),
+                "updated_at": max(filter(None, [issued_at, last_redeemed]), key=datetime.fromisoformat, default=None),
             }
 
 
@@ -381,7 +399,7 @@ class TransactionsStream(CustomerDataStream):
 
     @property
     def details(self) -> TransactionDetailStream:
-        return self._tap.transaction_details
+        return self.capillary_tap.transaction_details
 
     @staticmethod
     def update_time(bill: dict) -> Any:
@@ -396,7 +414,7 @@ class TransactionsStream(CustomerDataStream):
             if self.update_time(bill) is None or self.pass_.includes(self.times.to_datetime(self.update_time(bill)))
         ]
         # The listing has no line items: one detail call per bill, side by side on the shared pool.
-        details = self._tap.fan_out(self.detail, bills)
+        details = self.fan_out(self.detail, bills)
         return [
             self.record(bill, detail, context["customer_id"])
             for bill, detail in zip(bills, details, strict=True)
@@ -533,7 +551,7 @@ class PointsLedgerStream(CustomerDataStream):
             end = min(start + window, self.pass_.until)
             contexts.append({**self.customer_context(customer_ids), "start": start, "end": end})
             start = end
-        return [record for records in self._tap.fan_out(self._read_range, contexts) for record in records]
+        return [record for records in self.fan_out(self._read_range, contexts) for record in records]
 
     def _read_range(self, context: dict) -> list[dict]:
         in_range = Pass(context["start"], context["end"], ()).includes
@@ -708,6 +726,7 @@ class StoresStream(WindowedStream):
         return EntityPaginator(self.page_limit(ENTITIES_PAGE_MAX))
 
     def get_records(self, context: Any) -> Iterable[dict]:
+        self.capillary_tap.prepare_run()
         for window in self.plan(single_window=True).windows:
             for entity in self.request_records({"modified_since": window.start}):
                 record = self.record(entity)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import sys
 import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+import time
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
+from types import FrameType
 from typing import Any, ClassVar
-from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import requests
-from pyrate_limiter import Duration, Limiter, Rate
-from requests.adapters import HTTPAdapter
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
@@ -23,9 +23,11 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 
 from tap_capillary import streams
 from tap_capillary.auth import OAuthTokenAuthenticator, till_authenticator
-from tap_capillary.client import CodeTally
+from tap_capillary.client import PER_REQUEST_METRICS, CodeTally
 from tap_capillary.convert import TimeConverter
 from tap_capillary.discovery import ChangedCustomers
+from tap_capillary.transport import Clock, RetryPolicy, Transport, base_url_error, new_session
+from tap_capillary.windows import state_errors
 
 STREAM_TYPES = [
     streams.CustomersStream,
@@ -48,12 +50,13 @@ class TapCapillary(Tap):
     # msgspec encodes RECORD messages several times faster than the default stdlib-json writer.
     message_writer_class = MsgSpecWriter
 
+    # Descriptions stay short (Meltano and the Hub show them verbatim); the README's settings notes say why.
     config_jsonschema = th.PropertiesList(
         th.Property(
             "base_url",
             th.StringType,
             required=True,
-            description="Capillary cluster host, e.g. https://eu.api.capillarytech.com (no path).",
+            description="Capillary cluster host, e.g. https://eu.api.capillarytech.com (https; no path).",
         ),
         th.Property(
             "client_key",
@@ -103,20 +106,13 @@ class TapCapillary(Tap):
             "max_workers",
             th.IntegerType,
             default=16,
-            description=(
-                "Concurrent API requests (customers read in parallel, and a customer's independent requests such "
-                "as bill details and ledger ranges): the run waits on API latency, not CPU, so more workers than "
-                "cores pay. Capillary documents no read rate limits; requests_per_minute is the budget."
-            ),
+            description="Most API requests in flight at once (customers and their bill details read in parallel).",
         ),
         th.Property(
             "ledger_window_days",
             th.IntegerType,
             default=90,
-            description=(
-                "Longest date range per points-ledger request: 90 days per the API's parameter table; its error "
-                "table says 60 (code 11010). Lower it if the org answers 11010."
-            ),
+            description="Longest date range per points-ledger request (docs: 90, or 60); lower it on code 11010.",
         ),
         th.Property(
             "requests_per_minute",
@@ -128,34 +124,99 @@ class TapCapillary(Tap):
             "lookback_minutes",
             th.IntegerType,
             default=15,
-            description=(
-                "Margin for late data (changes that reach entity search after their time, clock skew): a run "
-                "emits records up to this many minutes before its start and discovery re-reads the margin "
-                "before the bookmark; records older than the bookmark are filtered out, so nothing is sent "
-                "twice. 0 emits up to the run's start."
-            ),
+            description="A run emits records up to this many minutes before its start: a margin for late data.",
         ),
         th.Property(
             "customer_identifiers_path",
             th.StringType,
-            description=(
-                "CSV (header row) or JSONL file of customers to extract, for orgs without entity search: columns/keys "
-                "id, mobile, email or external_id. Every listed customer is read on every run."
-            ),
+            description="CSV or JSONL file of the customers to read (id, mobile, email, external_id) without search.",
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType,
+            default=10,
+            description="Retries of a request after 429, 461, 521, 5xx or a dropped connection before the run fails.",
+        ),
+        th.Property(
+            "retry_budget_seconds",
+            th.IntegerType,
+            default=300,
+            description="Longest time one request may take, its retries and waits included; then the run fails.",
+        ),
+        th.Property(
+            "ca_bundle",
+            th.StringType,
+            title="CA Bundle",
+            description="PEM file of the CA certificates to verify the Capillary host with, instead of the system's.",
         ),
     ).to_dict()
+
+    def __init__(self, *, validate_config: bool = True, **kwargs: Any) -> None:
+        super().__init__(validate_config=validate_config, **kwargs)
+        errors = config_errors(self.config)
+        if errors and validate_config:
+            raise ConfigValidationError("Config validation failed", errors=errors)
+        for error in errors:  # discovery validates nothing
+            self.logger.warning("Config validation: %s", error)
+        self.metrics_logger.addFilter(PER_REQUEST_METRICS)  # one filter object: added once per process
+        if threading.current_thread() is threading.main_thread():  # where Python allows signal handlers
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self.on_termination_signal)
 
     def discover_streams(self) -> list[streams.CapillaryStream]:
         return [stream_type(tap=self) for stream_type in STREAM_TYPES]
 
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        errors = super()._validate_config(raise_errors=raise_errors)
-        errors += config_errors(self.config)
-        if errors and raise_errors:
-            raise ConfigValidationError("Config validation failed", errors=errors)
-        return errors
+    def load_state(self, state: dict[str, Any]) -> None:
+        """The state, refused when it would stall or mislead a stream (``windows.state_errors``)."""
+        errors = state_errors(state, list(self.streams), self.run_started_at)
+        if errors:
+            raise InvalidStateError(" ".join(errors))
+        super().load_state(state)
+
+    def on_termination_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM or SIGINT: stop within seconds, writing no STATE. Every wait (retry backoff) ends at once and
+        its call is abandoned; the last STATE written stays true (it only ever covers windows whose records
+        were all written), and the next run resumes from it. Exits 128 + the signal number: a failed run.
+        A second signal (Meltano and the OS may both send one) is ignored."""
+        if self.clock.stopped:
+            return
+        self.clock.stop()
+        self.logger.warning(
+            "Received termination signal %d: stopping without writing STATE; the next run resumes from the last "
+            "STATE written",
+            signum,
+        )
+        threading.Thread(target=_exit_after_grace, args=(128 + signum,), daemon=True).start()
+        sys.exit(128 + signum)
 
     # -- what the streams of one run share ---------------------------------------------------------------
+
+    def prepare_run(self) -> None:
+        """Create what the run's worker threads share before they start, so that no two threads race to create
+        it (``functools.cached_property`` has no lock from Python 3.12: two rate limiters would halve the
+        limit). Called by each stream on the main thread as it starts; idempotent."""
+        _ = (self.transport, self.authenticator, self.item_errors, self.warnings, self.times)
+        _ = (self.run_started_at, self.transaction_details, self.changed_customers)
+
+    @cached_property
+    def clock(self) -> Clock:
+        """Every wait of the run; a termination signal stops it (tests inject a fake)."""
+        return Clock()
+
+    @cached_property
+    def transport(self) -> Transport:
+        """The session, retry policy and pacing of every request of the run (``transport.py``)."""
+        config = self.config
+        return Transport(
+            session=new_session(config["base_url"], config["max_workers"], config.get("ca_bundle")),
+            retry=RetryPolicy(
+                max_tries=config["max_retries"] + 1,
+                budget_seconds=float(config["retry_budget_seconds"]),
+                clock=self.clock,
+            ),
+            requests_per_minute=config["requests_per_minute"],
+            max_in_flight=config["max_workers"],
+        )
 
     @cached_property
     def authenticator(self) -> Any:
@@ -164,51 +225,9 @@ class TapCapillary(Tap):
                 base_url=self.config["base_url"],
                 client_key=self.config["client_key"],
                 client_secret=self.config["client_secret"],
+                transport=self.transport,
             )
         return till_authenticator(self.config["username"], self.config["password"])
-
-    @cached_property
-    def rate_limiter(self) -> Limiter:
-        return Limiter(Rate(self.config["requests_per_minute"], Duration.MINUTE))
-
-    @cached_property
-    def http_session(self) -> requests.Session:
-        """One session for all streams and workers: keep-alive connections, pooled for ``max_workers``.
-
-        Proxy and CA-bundle settings are read from the environment once here: with ``trust_env``
-        requests re-reads the environment on every request (a tenth of the tap's CPU). The
-        proxies are those of ``base_url`` (all requests go to that host), so ``NO_PROXY`` applies.
-        """
-        session = requests.Session()
-        session.trust_env = False
-        session.proxies = requests.utils.get_environ_proxies(self.config["base_url"])
-        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.config["max_workers"])
-        for scheme in ("http://", "https://"):
-            session.mount(scheme, adapter)
-        return session
-
-    @cached_property
-    def request_slots(self) -> threading.BoundedSemaphore:
-        """At most ``max_workers`` requests in flight, whichever threads send them."""
-        return threading.BoundedSemaphore(self.config["max_workers"])
-
-    @cached_property
-    def _fan_out_pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=self.config["max_workers"], thread_name_prefix="capillary-fan-out")
-
-    def fan_out(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-        """``fn`` over one customer's independent requests (bill details, ledger ranges) on a shared pool;
-        results in input order. ``request_slots`` keeps the run's requests within ``max_workers``."""
-        items = list(items)
-        if len(items) == 1:
-            return [fn(items[0])]  # nothing to overlap: spare the hand-over to another thread
-        futures = [self._fan_out_pool.submit(fn, item) for item in items]
-        try:
-            return [future.result() for future in futures]
-        finally:
-            for future in futures:
-                future.cancel()  # after a failure: drop what has not started
 
     @cached_property
     def item_errors(self) -> CodeTally:
@@ -237,20 +256,26 @@ class TapCapillary(Tap):
     def changed_customers(self) -> ChangedCustomers:
         return ChangedCustomers(self)
 
-    def sync_all(self) -> None:
-        # Create the shared objects before worker threads could race to create them.
-        _ = (self.authenticator, self.rate_limiter, self.item_errors, self.warnings, self.times, self.run_started_at)
-        _ = (self.http_session, self.request_slots, self._fan_out_pool, self.transaction_details)
-        try:
-            super().sync_all()
-        finally:
-            self._fan_out_pool.shutdown(wait=True, cancel_futures=True)
-            self.http_session.close()
-            self.changed_customers.close()
+
+class InvalidStateError(Exception):
+    """The input state would stall or mislead a stream; the run stops before reading anything."""
+
+
+# After a termination signal, requests already sent get this long to end before the process exits regardless.
+TERMINATION_GRACE_SECONDS = 3.0
+
+
+def _exit_after_grace(code: int) -> None:
+    """Exit with ``code`` once the grace period is over if the process has not ended by then: a request in
+    flight may take up to its timeout, and Python waits for the threads sending them."""
+    time.sleep(TERMINATION_GRACE_SECONDS)
+    logging.getLogger(TapCapillary.name).warning("Requests still in flight after the grace period: exiting now")
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def config_errors(config: Any) -> list[str]:
-    """What JSON Schema cannot say clearly: one auth mode, a usable URL and time zone, positive sizes."""
+    """What JSON Schema cannot say clearly: one auth mode, a usable URL, CA bundle and time zone, positive sizes."""
     errors = []
     oauth = [k for k in ("client_key", "client_secret") if config.get(k)]
     basic = [k for k in ("username", "password") if config.get(k)]
@@ -262,13 +287,10 @@ def config_errors(config: Any) -> list[str]:
         errors.append("OAuth needs both client_key and client_secret.")
     elif basic and len(basic) < 2:
         errors.append("Basic auth needs both username and password.")
-    base_url = config.get("base_url")
-    if base_url is not None:
-        parsed = urlparse(str(base_url))
-        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path.strip("/"):
-            errors.append(
-                f"base_url must be a cluster host such as https://eu.api.capillarytech.com, got {base_url!r}."
-            )
+    if config.get("base_url") is not None and (error := base_url_error(config["base_url"])):
+        errors.append(error)
+    if config.get("ca_bundle") and not Path(config["ca_bundle"]).is_file():
+        errors.append(f"ca_bundle names no readable file: {config['ca_bundle']!r}.")
     try:
         ZoneInfo(str(config.get("cluster_timezone")))
     except (ZoneInfoNotFoundError, ValueError):
@@ -279,9 +301,12 @@ def config_errors(config: Any) -> list[str]:
                 datetime.fromisoformat(str(config[key]))
         except ValueError:
             errors.append(f"{key} must be an ISO 8601 date-time such as 2025-01-31T00:00:00Z, got {config[key]!r}.")
-    for key in ("backfill_window_days", "page_size", "max_workers", "ledger_window_days", "requests_per_minute"):
+    positive = ("backfill_window_days", "page_size", "max_workers", "ledger_window_days", "requests_per_minute",
+                "retry_budget_seconds")  # fmt: skip
+    for key in positive:
         if config.get(key) is not None and config[key] < 1:
             errors.append(f"{key} must be at least 1.")
-    if config.get("lookback_minutes") is not None and config["lookback_minutes"] < 0:
-        errors.append("lookback_minutes must not be negative.")
+    for key in ("lookback_minutes", "max_retries"):
+        if config.get(key) is not None and config[key] < 0:
+            errors.append(f"{key} must not be negative.")
     return errors

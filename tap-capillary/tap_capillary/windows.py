@@ -27,6 +27,7 @@ State per stream (no per-customer entries)::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -59,6 +60,45 @@ class Pass:
 def parse_utc(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _stream_state_problem(stream_state: Any, now: datetime) -> str | None:
+    if not isinstance(stream_state, dict):
+        return f"its state is not an object: {stream_state!r}"
+    moments = {}
+    for key in (BOOKMARK, PASS_SINCE, PASS_UNTIL):
+        value = stream_state.get(key)
+        if value is None:
+            continue
+        try:
+            moments[key] = parse_utc(value)
+        except (TypeError, ValueError):
+            return f"{key} {value!r} is not an ISO 8601 date-time"
+        if moments[key] > now:
+            return f"{key} {value} is later than now ({now.isoformat()}): the stream would emit nothing until then"
+    if PASS_SINCE in moments and PASS_UNTIL in moments and moments[PASS_SINCE] > moments[PASS_UNTIL]:
+        return (
+            f"{PASS_SINCE} {stream_state[PASS_SINCE]} is after {PASS_UNTIL} {stream_state[PASS_UNTIL]}: "
+            "the unfinished pass would never emit anything"
+        )
+    return None
+
+
+def state_errors(state: Any, stream_names: Iterable[str], now: datetime) -> list[str]:
+    """What in an input state would silently stall a stream, or cannot be read: a time later than ``now``, an
+    unfinished pass that ends before it starts, a value that is no date-time. One message per stream."""
+    bookmarks = state.get("bookmarks", {}) if isinstance(state, dict) else None
+    if not isinstance(bookmarks, dict):
+        return [f"The state must be an object with a bookmarks object, got {state!r:.200}."]
+    fix = (
+        "Correct it with `meltano state set`, or drop it with `meltano state clear` (the stream then starts "
+        "again at start_date)."
+    )
+    errors = []
+    for name in stream_names:
+        if name in bookmarks and (problem := _stream_state_problem(bookmarks[name], now)):
+            errors.append(f"Stream {name!r}: {problem}. {fix}")
+    return errors
 
 
 def _is_ambiguous(moment: datetime, zone: tzinfo) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from emulators.server import BackgroundServer
 from tap_capillary.tap import TapCapillary
+from tap_capillary.transport import Clock
 
 OAUTH = {"client_key": "emulator-key", "client_secret": "emulator-secret"}
 TILL = {"username": "store123", "password": "Pass123"}
@@ -40,6 +41,24 @@ def tap_config(server: BackgroundServer, **overrides: Any) -> dict[str, Any]:
     }
 
 
+class FakeClock(Clock):
+    """A clock whose waits return at once, moving its time on; ``waits`` lists them. A stopped one still
+    interrupts waits, as the run's clock does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.time = 1000.0
+        self.waits: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        self.check()
+        self.waits.append(seconds)
+        self.time += seconds
+
+
 @dataclass
 class Run:
     """The Singer messages of one tap run."""
@@ -54,6 +73,10 @@ class Run:
                 self.records[message["stream"]].append(message["record"])
 
     @property
+    def clock(self) -> FakeClock:
+        return self.tap.clock  # type: ignore[return-value]
+
+    @property
     def states(self) -> list[dict[str, Any]]:
         return [m["value"] for m in self.messages if m["type"] == "STATE"]
 
@@ -66,7 +89,7 @@ class Run:
 
 
 def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None, *, now: datetime | None = None) -> Run:
-    """One run; ``now`` pins the run's start (the end of what it reads)."""
+    """One run; ``now`` pins the run's start (the end of what it reads). Its waits are on a ``FakeClock``."""
     run, error = run_tap_to_the_end(config, state, now=now)
     if error is not None:
         raise error
@@ -78,8 +101,9 @@ def run_tap_to_the_end(
 ) -> tuple[Run, Exception | None]:
     """One run, and the error that ended it if any, with the messages written until then."""
     tap = TapCapillary(config=config, state=state or {})
+    tap.clock = FakeClock()  # a cached_property: set before the run reads it
     if now is not None:
-        tap.__dict__["run_started_at"] = now  # a cached_property: set before the run reads it
+        tap.run_started_at = now
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # the msgspec writer writes bytes to stdout.buffer
     error = None
     with redirect_stdout(out):

@@ -39,12 +39,18 @@ def run_cli(tmp_path: Path, config: dict[str, Any], *args: str) -> subprocess.Co
         ({**BASE, "client_key": "k"}, "OAuth needs both client_key and client_secret"),
         ({**BASE, **OAUTH, "base_url": "127.0.0.1:9"}, "base_url must be a cluster host"),
         ({**BASE, **OAUTH, "base_url": "http://127.0.0.1:9/v2"}, "base_url must be a cluster host"),
+        ({**BASE, **OAUTH, "base_url": "http://eu.api.capillarytech.com"}, "base_url must use https"),
+        ({**BASE, **TILL, "base_url": "http://10.0.0.8"}, "credentials would travel in cleartext to 10.0.0.8"),
+        ({**BASE, **OAUTH, "ca_bundle": "/nonexistent/ca.pem"}, "ca_bundle names no readable file"),
+        ({**BASE, **OAUTH, "max_retries": -1}, "max_retries must not be negative"),
+        ({**BASE, **OAUTH, "retry_budget_seconds": 0}, "retry_budget_seconds must be at least 1"),
         ({**BASE, **OAUTH, "cluster_timezone": "Mars/Olympus_Mons"}, "cluster_timezone must be an IANA time zone"),
         ({**BASE, **OAUTH, "max_workers": 0}, "max_workers must be at least 1"),
         ({**BASE, **OAUTH, "start_date": "last tuesday"}, "start_date must be an ISO 8601 date-time"),
     ],
-    ids=["no-auth", "both-auth", "half-oauth", "no-scheme", "with-path", "bad-timezone", "zero-workers", "bad-date"],
-)
+    ids=["no-auth", "both-auth", "half-oauth", "no-scheme", "with-path", "cleartext-oauth", "cleartext-basic",
+         "no-ca-bundle", "negative-retries", "zero-budget", "bad-timezone", "zero-workers", "bad-date"],
+)  # fmt: skip
 def test_bad_config_is_refused_with_a_clear_message(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigValidationError) as caught:
         TapCapillary(config=config)
@@ -56,15 +62,23 @@ def test_bad_config_is_refused_with_a_clear_message(config: dict[str, Any], mess
     [
         (BASE, "No credentials"),
         ({**BASE, **OAUTH, "base_url": "127.0.0.1:9"}, "base_url must be a cluster host"),
+        ({**BASE, **OAUTH, "base_url": "http://eu.api.capillarytech.com"}, "base_url must use https"),
         ({**BASE, **OAUTH, "cluster_timezone": "Mars/Olympus_Mons"}, "cluster_timezone must be an IANA time zone"),
     ],
-    ids=["no-auth", "bad-base-url", "bad-timezone"],
+    ids=["no-auth", "bad-base-url", "cleartext", "bad-timezone"],
 )
 def test_bad_config_exits_non_zero(tmp_path: Path, config: dict[str, Any], message: str) -> None:
     result = run_cli(tmp_path, config)
     assert result.returncode != 0
     assert message in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "base_url", ["https://eu.api.capillarytech.com", "http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9"]
+)
+def test_http_is_accepted_for_loopback_hosts_only(base_url: str) -> None:
+    assert TapCapillary(config={**BASE, **OAUTH, "base_url": base_url}).config["base_url"] == base_url
 
 
 @pytest.mark.capillary(customers=3)

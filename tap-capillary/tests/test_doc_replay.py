@@ -542,7 +542,7 @@ ENVELOPES = [
     ("v11_customer_coupons__400.json", (200,), COUPONS_ROUTE,
      ("fatal", r"Unexpected response from GET /v1.1/customer/coupons \(HTTP 200\): no response")),
     ("v3_oauth_token_generate__invalid_key.json", (200, 401), TOKEN_ROUTE,
-     ("fatal", r"refused to generate an OAuth token \(HTTP \d+ from /v3/oauth/token/generate: code 320001")),
+     ("fatal", r"refused to generate an OAuth token \(HTTP \d+ from POST /v3/oauth/token/generate: code 320001")),
 ]  # fmt: skip
 CASES = [
     pytest.param(envelope, status, route, outcome, id=f"{envelope.split('.')[0]}-{status}-{route.split('/')[-1]}")

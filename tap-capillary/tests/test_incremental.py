@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,13 +31,6 @@ def server() -> Iterator[BackgroundServer]:
     server = start_capillary(customers=25, seed=11, anchor_time=past_anchor())
     yield server
     server.stop()
-
-
-def wait_past(state: dict[str, Any]) -> int:
-    """Epoch second of the latest bookmark; returns once the clock has moved past it (activity lands after it)."""
-    latest = max(datetime.fromisoformat(b["replication_key_value"]).timestamp() for b in state["bookmarks"].values())
-    time.sleep(max(0.0, latest + 1.1 - time.time()))
-    return int(latest)
 
 
 def test_lookback_margin_is_reread_filtered_and_emitted_once_settled() -> None:
@@ -71,8 +63,9 @@ def test_lookback_margin_is_reread_filtered_and_emitted_once_settled() -> None:
 def test_incremental_run_picks_up_exactly_the_new_activity(server: BackgroundServer) -> None:
     admin = server.app[ADMIN]
     config = tap_config(server)
-    first = run_tap(config)
-    at = wait_past(first.state)
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = run_tap(config, now=now)
+    at = int(now.timestamp()) + 1  # after the first run's end, inside the second run's
     activity = server.call(
         admin.activity,
         {
@@ -89,7 +82,7 @@ def test_incremental_run_picks_up_exactly_the_new_activity(server: BackgroundSer
             "store_updates": 1,
         },
     )
-    second = run_tap(config, state=first.state)
+    second = run_tap(config, state=first.state, now=now + timedelta(seconds=2))
 
     changed = set(activity["changed_customers"])
     assert {r["customer_id"] for r in second.records["customers"]} == changed
