@@ -12,8 +12,8 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 # The spellings the target's boolean transform takes too (target-adobe-aep mapping), whatever their case.
-_TRUE = {"true", "1", "yes", "y"}
-_FALSE = {"false", "0", "no", "n"}
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
 
 
 def text(value: Any) -> str | None:
