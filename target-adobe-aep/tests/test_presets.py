@@ -155,7 +155,7 @@ def test_transactions_preset_values_and_returns() -> None:
 @pytest.mark.parametrize(
     ("stream", "event_types", "tenant_key", "expected_first"),
     [
-        ("points_ledger", ["loyalty.pointsCredited", "loyalty.pointsDebited"], "pointsLedger",
+        ("points_ledger", ["loyalty.pointsCredited", "loyalty.pointsDebited", "loyalty.pointsDebited"], "pointsLedger",
          {"entryId": "7001-0", "eventName": "TransactionAdd", "entryType": "CREDIT", "points": 6.4,
           "pointsCategory": "REGULAR", "programId": "469", "programName": "Default Program", "transactionId": "90001"}),
         ("tier_history", ["loyalty.tierUpgraded", "loyalty.tierChanged"], "tierChange",
@@ -190,6 +190,14 @@ def test_loyalty_event_presets(stream: str, event_types: list[str], tenant_key: 
 def test_points_ledger_timestamp_falls_back_to_created_at() -> None:
     debit = _mapping("points_ledger").convert(SAMPLES["points_ledger"][1])
     assert debit["timestamp"] == "2024-06-01T04:30:02Z"
+
+
+def test_points_ledger_alternate_currency_entries_keep_their_currency() -> None:
+    """An alternate-currency entry (the tap writes points null) is never sent as points."""
+    entry = _mapping("points_ledger").convert(SAMPLES["points_ledger"][2])["_capillarydemo"]["capillary"]
+    assert entry["pointsLedger"]["alternateCurrency"] == "DocCoin"
+    assert entry["pointsLedger"]["alternateCurrencyAmount"] == 10909.09
+    assert "points" not in entry["pointsLedger"]
 
 
 def test_stores_are_counted_not_sent() -> None:
