@@ -179,8 +179,8 @@ class PublishResult:
     rejected: list[Rejection] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
-    #: The reason of each request whose messages (two or more) were all refused for that one reason.
-    whole_requests_refused: list[str] = field(default_factory=list)
+    #: Each request whose messages (two or more) were all refused for one reason: ``(reason, messages)``.
+    whole_requests_refused: list[tuple[str, int]] = field(default_factory=list)
 
     def add(self, other: PublishResult) -> None:
         self.accepted += other.accepted
@@ -278,7 +278,7 @@ class Publisher:
                 result.rejected.append(Rejection(index, status, f"DCS: {detail}"))
         reasons = {rejection.reason for rejection in result.rejected}
         if len(indices) > 1 and not result.accepted and len(reasons) == 1:
-            result.whole_requests_refused.append(reasons.pop())
+            result.whole_requests_refused.append((reasons.pop(), len(indices)))
         return result
 
     def validate_one(self, message: bytes) -> requests.Response:

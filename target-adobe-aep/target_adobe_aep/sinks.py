@@ -232,7 +232,7 @@ class AEPSink(WorkerParsedDatesSink):
             cut = groups[-1][0] if groups else len(sendable)
             sendable, self._held = sendable[:cut], sendable[cut:]
         messages = [message for message, _, _ in sendable]
-        whole_requests_refused: list[str] = []
+        whole_requests_refused: list[tuple[str, int]] = []
         if messages:
             result = self._target.publisher.publish(messages)
             for rejection in result.rejected:
@@ -244,7 +244,7 @@ class AEPSink(WorkerParsedDatesSink):
         self._finish_batch(dead, counts, whole_requests_refused)
 
     def _finish_batch(
-        self, dead: list[dict], counts: dict[str, int], whole_requests_refused: Sequence[str] = ()
+        self, dead: list[dict], counts: dict[str, int], whole_requests_refused: Sequence[tuple[str, int]] = ()
     ) -> None:
         """Count the batch, stop the run if its refusals come from a setting (``rejections.py``), dead-letter them,
         then stop the run if too many were refused."""

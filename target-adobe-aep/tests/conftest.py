@@ -183,8 +183,10 @@ class Handler(BaseHTTPRequestHandler):
 
     server: LoopbackServer
 
+    body = b""
+
     def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.hits.append(self.path)
         status, headers, body = self.server.answer(self)
         self.send_response(status)

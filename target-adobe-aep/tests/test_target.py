@@ -216,11 +216,37 @@ def test_zero_max_rejected_records_sets_no_limit_on_the_number(aep: Aep) -> None
 
 
 def test_a_request_refused_whole_for_one_reason_is_systemic() -> None:
-    """Every message of a request refused for one reason DCS does not document as an envelope error."""
+    """Every message of a request of FIRST_RECORDS or more refused for one reason DCS does not document as an
+    envelope error; a smaller request refused whole is a few records' own problem."""
     guard = RejectionGuard(tenant_id="acme", max_records=0, max_percent=50)
     guard.check_batch("coupons", "event", ["DCS: a"], outcomes=5, whole_requests=[])  # one record's own problem
-    with pytest.raises(SystemicRejection, match=r"refused every message of a request .*check mappings\.coupons"):
-        guard.check_batch("coupons", "event", ["DCS: quota"] * 3, outcomes=3, whole_requests=["DCS: quota"])
+    guard.check_batch("coupons", "event", ["DCS: b"] * 9, outcomes=9, whole_requests=[("DCS: b", 9)])
+    with pytest.raises(SystemicRejection, match=r"refused all 10 messages of a request .*check mappings\.coupons"):
+        guard.check_batch("coupons", "event", ["DCS: quota"] * 10, outcomes=10, whole_requests=[("DCS: quota", 10)])
+
+
+def test_a_small_request_refused_for_one_data_reason_is_dead_lettered_and_the_run_goes_on(aep: Aep) -> None:
+    """The stream's last request holds two bills with the same malformed currency, which the inlet refuses with one
+    reason: their own data, not a setting, so they are dead-lettered and the run goes on."""
+    reason = "currencyCode: RUPEES does not match ^[A-Z]{3}$"
+
+    def inlet(handler: Handler) -> tuple[int, dict[str, str], bytes]:
+        messages = orjson.loads(handler.body)["messages"]
+        currencies = [m["body"]["xdmEntity"]["commerce"]["order"]["currencyCode"] for m in messages]
+        responses = [{"xactionId": f"x-{i}"} if code != "RUPEES" else {"statusCode": 400, "message": reason}
+                     for i, code in enumerate(currencies)]  # fmt: skip
+        return 207, {"Content-Type": "application/json"}, orjson.dumps({"responses": responses})
+
+    records = transactions(12, bad_currency={10, 11})
+    with serving(inlet) as server:
+        run = aep.run(stream_messages("transactions", records, {"t": 12}), batch_size_rows=10, validate_xdm=False,
+                      preflight=False, inlet_url=f"{base_url(server)}/collection/{aep.server.config.auth_inlet_id}")  # fmt: skip
+    assert len(server.hits) == 2  # the second request holds only the two refused bills
+    assert run.states == [{"t": 12}]
+    dead = aep.dead_letters()
+    assert sorted(d["key"]["transaction_id"] for d in dead) == [100_010, 100_011]
+    assert {d["reason"] for d in dead} == {f"DCS: {reason}"}
+    assert run.target.stats["transactions"].accepted == 10
 
 
 def oversized_bill() -> dict:
