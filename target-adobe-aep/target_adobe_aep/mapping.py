@@ -473,18 +473,18 @@ class StreamMapping:
     written: dict[tuple[str, ...], dict | None]
     _convert: Callable[[Record], dict]
 
-    def convert(self, record: Record, *, latest: datetime.datetime | None = None) -> dict:
-        """The XDM entity for ``record``; raises ``ConversionError`` when it cannot be converted, e.g. when an
-        ExperienceEvent's timestamp is after ``latest``."""
+    def convert(self, record: Record) -> dict:
+        """The XDM entity for ``record``; raises ``ConversionError`` when it cannot be converted."""
+        return self.convert_timed(record)[0]
+
+    def convert_timed(self, record: Record) -> tuple[dict, datetime.datetime | None]:
+        """``convert``, and the ExperienceEvent's timestamp as a datetime (None for a profile)."""
         out = self._convert(record)
-        if self.target == "event":
-            _check_event(out, latest)
-        return out
+        return out, _check_event(out) if self.target == "event" else None
 
 
-def _check_event(event: dict, latest: datetime.datetime | None) -> None:
-    """The ExperienceEvent class requires ``_id`` and a ``timestamp``; XDM says the timestamp "must occur in the
-    past" (EN help/xdm/classes/experienceevent.md), which the caller enforces with an allowance (``latest``)."""
+def _check_event(event: dict) -> datetime.datetime:
+    """The timestamp of an ExperienceEvent, whose class requires ``_id`` and a ``timestamp`` (a ``date-time``)."""
     if "_id" not in event:
         raise ConversionError("the ExperienceEvent has no _id: every source of the mapping's _id rule is empty")
     timestamp = event.get("timestamp")
@@ -498,12 +498,7 @@ def _check_event(event: dict, latest: datetime.datetime | None) -> None:
     if moment.tzinfo is None:
         msg = f"the ExperienceEvent timestamp {timestamp!r} has no UTC offset"
         raise ConversionError(msg)
-    if latest is not None and moment > latest:
-        msg = (
-            f"the ExperienceEvent timestamp {timestamp!r} is in the future, later than {_utc_text(latest)} "
-            "(now + future_timestamp_tolerance_seconds); XDM requires the past"
-        )
-        raise ConversionError(msg)
+    return moment
 
 
 def _output_path(rule: dict, tenant_id: str) -> tuple[str, ...]:

@@ -102,6 +102,7 @@ class StreamStats:
     sent: int = 0
     accepted: int = 0
     over_profile_guardrail: int = 0
+    future_timestamps: int = 0
     dead_lettered: int = 0
     written: int = 0
     requests: int = 0
@@ -192,8 +193,14 @@ class TargetAdobeAEP(Target):
             "future_timestamp_tolerance_seconds",
             th.IntegerType(minimum=0),
             default=300,
-            description="Seconds an event's timestamp may be ahead of this machine's clock and still be sent; later "
-            "ones are dead-lettered.",
+            description="Seconds an event's timestamp may be ahead of this machine's clock before it counts as a "
+            "future timestamp.",
+        ),
+        th.Property(
+            "dead_letter_future_timestamps",
+            th.BooleanType,
+            default=False,
+            description="Dead-letter events with a future timestamp instead of sending them (AEP takes them).",
         ),
         th.Property(
             "dead_letter_over_profile_guardrail",
@@ -589,6 +596,13 @@ class TargetAdobeAEP(Target):
                     "Stream '%s': %d record(s) over Profile's %d KB guardrail were sent: the data lake keeps them, "
                     "Real-Time Customer Profile drops them (dead_letter_over_profile_guardrail dead-letters them)",
                     stream, stats.over_profile_guardrail, self.profile_guardrail_kb[stream],
+                )  # fmt: skip
+            if stats.future_timestamps:
+                self.logger.warning(
+                    "Stream '%s': %d event(s) timestamped more than future_timestamp_tolerance_seconds=%d after this "
+                    "machine's clock were sent (AEP takes them; a clock or time zone upstream may be wrong; "
+                    "dead_letter_future_timestamps dead-letters them)",
+                    stream, stats.future_timestamps, self.config["future_timestamp_tolerance_seconds"],
                 )  # fmt: skip
         if "dead_letter" in self.__dict__ and self.dead_letter.count:
             self.logger.warning("%d record(s) dead-lettered to %s", self.dead_letter.count, self.dead_letter.path)

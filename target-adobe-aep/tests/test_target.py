@@ -22,6 +22,7 @@ import pytest
 from conftest import (
     SAMPLES,
     Aep,
+    FakeClock,
     Handler,
     base_url,
     record_message,
@@ -239,8 +240,9 @@ def test_a_small_request_refused_for_one_data_reason_is_dead_lettered_and_the_ru
 
     records = transactions(12, bad_currency={10, 11})
     with serving(inlet) as server:
+        inlet_url = f"{base_url(server)}/collection/{aep.server.config.auth_inlet_id}"
         run = aep.run(stream_messages("transactions", records, {"t": 12}), batch_size_rows=10, validate_xdm=False,
-                      preflight=False, inlet_url=f"{base_url(server)}/collection/{aep.server.config.auth_inlet_id}")  # fmt: skip
+                      preflight=False, inlet_url=inlet_url)  # fmt: skip
     assert len(server.hits) == 2  # the second request holds only the two refused bills
     assert run.states == [{"t": 12}]
     dead = aep.dead_letters()
@@ -279,19 +281,51 @@ def test_events_over_profiles_guardrail_can_be_dead_lettered(aep: Aep) -> None:
     assert run.target.stats["transactions"].sent == 0
 
 
-def test_future_timestamps_within_the_allowance_are_sent(aep: Aep) -> None:
-    """A tap's clock a little ahead of this machine's must not cost events; far in the future is an error."""
-    now = datetime.datetime.now(datetime.UTC)
-    ahead, far = transactions(2)
-    ahead["billed_at"] = (now + datetime.timedelta(seconds=60)).isoformat()
-    far["billed_at"] = (now + datetime.timedelta(days=1)).isoformat()
-    run = aep.run(stream_messages("transactions", [ahead, far], {"t": 1}), future_timestamp_tolerance_seconds=600)
+def future_bills() -> tuple[dict, dict, dict]:
+    """Bills timestamped before, just within and beyond 300 s (the default tolerance) after ``FakeClock.START``."""
+    past, within, beyond = transactions(3)
+    for record, seconds in ((past, -86_400), (within, 300), (beyond, 301)):
+        record["billed_at"] = (FakeClock.START + datetime.timedelta(seconds=seconds)).isoformat()
+    return past, within, beyond
+
+
+def test_future_timestamps_are_sent_and_counted(aep: Aep, caplog: pytest.LogCaptureFixture) -> None:
+    """AEP takes an event timestamped in the future (README "Validate"): it is sent; one beyond the tolerance for
+    clock skew is counted, with one WARNING."""
+    caplog.set_level(logging.INFO)
+    bills = future_bills()
+    run = aep.run(stream_messages("transactions", bills, {"t": 1}), clock=FakeClock())
     assert run.states == [{"t": 1}]
-    (stored,) = aep.stored(aep.config["event_dataset_id"])
-    assert stored["commerce"]["order"]["purchaseID"] == ahead["bill_number"]
+    assert aep.dead_letters() == []
+    stored = {e["commerce"]["order"]["purchaseID"] for e in aep.stored(aep.config["event_dataset_id"])}
+    assert stored == {bill["bill_number"] for bill in bills}
+    stats = run.target.stats["transactions"]
+    assert (stats.accepted, stats.future_timestamps) == (3, 1)
+    assert "future_timestamps=1" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w for w in warnings if "future_timestamp_tolerance_seconds=300" in w] == [
+        "Stream 'transactions': 1 event(s) timestamped more than future_timestamp_tolerance_seconds=300 after this "
+        "machine's clock were sent (AEP takes them; a clock or time zone upstream may be wrong; "
+        "dead_letter_future_timestamps dead-letters them)"
+    ]
+
+
+def test_future_timestamps_can_be_dead_lettered(aep: Aep) -> None:
+    past, within, beyond = future_bills()
+    run = aep.run(stream_messages("transactions", [past, within, beyond], {"t": 1}), clock=FakeClock(),
+                  dead_letter_future_timestamps=True, future_timestamp_tolerance_seconds=600)  # fmt: skip
+    assert run.states == [{"t": 1}]
+    assert aep.dead_letters() == []  # 301 s ahead is within a 600 s tolerance
+    run = aep.run(stream_messages("transactions", [past, within, beyond], {"t": 2}), clock=FakeClock(),
+                  dead_letter_future_timestamps=True)  # fmt: skip
+    assert run.states == [{"t": 2}]
     (dead,) = aep.dead_letters()
-    assert "in the future" in dead["reason"]
-    assert dead["key"] == {"transaction_id": far["transaction_id"]}
+    assert dead["key"] == {"transaction_id": beyond["transaction_id"]}
+    assert dead["reason"] == (
+        "future timestamp: the ExperienceEvent timestamp '2030-01-01T00:05:01Z' is later than 2030-01-01T00:05:00Z "
+        "(now + future_timestamp_tolerance_seconds; dead_letter_future_timestamps)"
+    )
+    assert run.target.stats["transactions"].future_timestamps == 0
 
 
 def test_same_record_gets_the_same_id_on_every_run_and_duplicates_in_a_batch_collapse(aep: Aep) -> None:
