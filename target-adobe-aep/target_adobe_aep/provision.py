@@ -64,7 +64,6 @@ XED_RAW = "application/vnd.adobe.xed+json; version=1"
 SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
 PROFILE_TAGS = {"unifiedProfile": ["enabled:true"], "unifiedIdentity": ["enabled:true"]}
 KIND_TITLES = {"profile": "Profile", "event": "Events"}
-SOURCE = "target-adobe-aep"
 
 
 @dataclass(frozen=True)
