@@ -50,15 +50,16 @@ def test_on_an_empty_sandbox_provision_then_run_delivers_every_record(pipeline: 
     plan = pipeline.meltano("invoke", "target-adobe-aep:provision", "--plan")
     assert plan.returncode == 0, output(plan)
     assert set(objects(pipeline).values()) == {0}  # --plan changes nothing
-    assert "create       dataflow 'Capillary Loyalty dataflow'" in output(plan)
+    assert "create       dataflow 'Capillary Loyalty Profile dataflow'" in output(plan)
+    assert "create       dataflow 'Capillary Loyalty Events dataflow'" in output(plan)
 
     settings_path = pipeline.workdir / "settings.json"
     first = pipeline.meltano("invoke", "target-adobe-aep:provision", "--write-config", str(settings_path))
     assert first.returncode == 0, output(first)
     assert "The configuration works." in output(first)
     made = objects(pipeline)
-    assert made["schemas"] == made["dataSets"] == made["targetConnections"] == 2
-    assert made["connections"] == made["flows"] == 1
+    assert made["schemas"] == made["dataSets"] == made["targetConnections"] == made["flows"] == 2
+    assert made["connections"] == 1  # one inlet, a dataflow per dataset
 
     again = pipeline.meltano("invoke", "target-adobe-aep:provision")
     assert again.returncode == 0, output(again)
@@ -142,7 +143,8 @@ def test_provision_stores_the_settings_in_the_meltano_project(
     stored = yaml.safe_load((project / "meltano.yml").read_text())["plugins"]["loaders"][0]["config"]
     assert stored["tenant_id"] == config.tenant_id
     assert stored["inlet_url"].startswith(f"{base}/collection/")
-    assert set(stored) >= {"flow_id", "profile_dataset_id", "profile_schema_id", "event_dataset_id", "event_schema_id"}
+    assert set(stored) >= {"profile_flow_id", "profile_dataset_id", "profile_schema_id", "event_flow_id",
+                           "event_dataset_id", "event_schema_id"}  # fmt: skip
     assert client_secret not in (project / "meltano.yml").read_text()
 
 

@@ -33,8 +33,8 @@ CONFIG_HELP = (
     "Settings JSON file, or ENV to read TARGET_ADOBE_AEP_* environment variables (repeatable, merged in order)."
 )
 # The settings provision finds or makes, in the order it prints them.
-PROVISIONED = ("tenant_id", "inlet_url", "flow_id", "profile_dataset_id", "profile_schema_id", "event_dataset_id",
-               "event_schema_id")  # fmt: skip
+PROVISIONED = ("tenant_id", "inlet_url", "profile_dataset_id", "profile_schema_id", "profile_flow_id",
+               "event_dataset_id", "event_schema_id", "event_flow_id")  # fmt: skip
 
 
 def load_target(configs: Iterable[str]) -> TargetAdobeAEP:
@@ -119,7 +119,7 @@ def _meltano_config_set(meltano: str, plugin: str, settings: dict[str, str]) -> 
               "tag: irreversible in AEP) and tag the datasets for Profile and Identity Service.")  # fmt: skip
 @click.option("--title", default=Names.title, show_default=True, help="Prefix of the titles and names of what "
               "provision makes (schemas '<title> Profile'/'<title> Events', their field groups and datasets, "
-              "'<title> HTTP API' connection, '<title> dataflow').")  # fmt: skip
+              "'<title> HTTP API' connection, '<title> Profile dataflow'/'<title> Events dataflow').")  # fmt: skip
 @click.option("--write-config", type=click.Path(dir_okay=False, path_type=Path),
               help="Also merge the settings into this JSON config file (created if missing).")  # fmt: skip
 @click.option("--meltano-config", "meltano_config", is_flag=True,
@@ -138,8 +138,9 @@ def provision(
 ) -> None:
     """Find or create, in the settings' sandbox, everything the target writes to: the tenant field group built from
     the active mappings, the profile and event schemas, the identity namespaces, the datasets, the HTTP API streaming
-    connection with its source and target connections and dataflow. Objects that exist are checked and reused; one
-    that exists with another shape is reported and left alone. Then prints the settings to use and runs check."""
+    connection, and per dataset a source and a target connection and a dataflow. Objects that exist are checked and
+    reused; one that exists with another shape is reported and left alone. Then prints the settings to use and runs
+    check."""
     target = load_target(configs)
     names = Names(title)
     # Everything is looked up before anything is made: an object of another shape stops provision before it starts.

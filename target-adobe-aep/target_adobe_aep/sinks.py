@@ -91,9 +91,10 @@ class AEPSink(WorkerParsedDatesSink):
             self.logger.info("Stream '%s' is mapped to nothing (%s): its records are counted, not sent",
                              self.stream_name, self.mapping.origin)  # fmt: skip
             return
-        dataset_id, schema_id = target.destination(self.mapping.target)
+        _, schema_id = target.destination(self.mapping.target)
         target.profile_guardrail_kb[self.stream_name] = GUARDRAIL_BYTES[self.mapping.target] // 1024
-        self.envelope = target.envelope(dataset_id, schema_id)
+        self.envelope = target.envelope(self.mapping.target)
+        self.flow_id = target.flow_id(self.mapping.target)
         self._spec = ConversionSpec(
             key=uuid.uuid4().hex,
             stream=self.stream_name,
@@ -247,7 +248,7 @@ class AEPSink(WorkerParsedDatesSink):
         messages = [message for message, _, _ in sendable]
         whole_requests_refused: list[tuple[str, int]] = []
         if messages:
-            result = self._target.publisher.publish(messages)
+            result = self._target.publisher.publish(messages, self.flow_id)
             for rejection in result.rejected:
                 message, raw, _ = sendable[rejection.index]
                 dead.append(self._dead(rejection.reason, self.envelope.entity(message), raw, rejection.http_status))

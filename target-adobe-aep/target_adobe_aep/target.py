@@ -139,7 +139,9 @@ class TargetAdobeAEP(Target):
             "inlet_url",
             "Streaming inlet URL, https://dcs.adobedc.net/collection/{inletId}; records go to its batch endpoint.",
         ),
-        _string("flow_id", "Dataflow id: sent as header.flowId and x-adobe-flow-id."),
+        _string("flow_id", "Dataflow id of destinations without their own: sent as header.flowId and x-adobe-flow-id."),
+        _string("profile_flow_id", "Dataflow id of the profile dataset's messages. Default: flow_id."),
+        _string("event_flow_id", "Dataflow id of the event dataset's messages. Default: flow_id."),
         th.Property(
             "inlet_auth_required",
             th.BooleanType,
@@ -394,7 +396,6 @@ class TargetAdobeAEP(Target):
         return Publisher(
             session=self.session,
             inlet_url=url,
-            flow_id=self.config.get("flow_id"),
             tokens=self.tokens if self.config["inlet_auth_required"] else None,
             max_request_bytes=self.config["max_request_bytes"],
             max_messages_per_second=float(self.config["max_messages_per_second"]),
@@ -438,10 +439,17 @@ class TargetAdobeAEP(Target):
         dataset_id, schema_id = self._required(f"{target}_dataset_id", f"{target}_schema_id")
         return dataset_id, schema_id
 
-    def envelope(self, dataset_id: str, schema_id: str) -> Envelope:
-        """The streaming message envelope of one destination."""
+    def flow_id(self, target: str) -> str | None:
+        """The dataflow of a mapping target's messages: ``{target}_flow_id``, else ``flow_id``. AEP's streaming
+        dataflows lead to one target connection, so one dataset, each (EN help/sources/tutorials/api/create/
+        streaming/http.md); provision makes one per destination."""
+        return self.config.get(f"{target}_flow_id") or self.config.get("flow_id")
+
+    def envelope(self, target: str) -> Envelope:
+        """The streaming message envelope of a mapping target (``profile`` or ``event``)."""
+        dataset_id, schema_id = self.destination(target)
         return Envelope(schema_id=schema_id, dataset_id=dataset_id, org_id=self.config.get("org_id"),
-                        flow_id=self.config.get("flow_id"), source=self.name)  # fmt: skip
+                        flow_id=self.flow_id(target), source=self.name)  # fmt: skip
 
     @functools.cached_property
     def preflight(self) -> Preflight:

@@ -341,6 +341,49 @@ def test_same_record_gets_the_same_id_on_every_run_and_duplicates_in_a_batch_col
     assert amounts.count(128.0) == 6
 
 
+def flows_seen(aep: Aep, **settings: str) -> set[tuple[str, str, str, str]]:
+    """Run customers (profile) and transactions (event) through an inlet that records, per message, its endpoint,
+    its request's x-adobe-flow-id, and its header's datasetId and flowId; preflight probes the same inlet."""
+    seen: set[tuple[str, str, str, str]] = set()
+
+    def inlet(handler: Handler) -> tuple[int, dict[str, str], bytes]:
+        body = orjson.loads(handler.body)
+        single = "/collection/batch/" not in handler.path
+        for message in [body] if single else body["messages"]:
+            header = message["header"]
+            endpoint = "probe" if single else "batch"
+            seen.add((endpoint, handler.headers.get("x-adobe-flow-id"), header["datasetId"], header.get("flowId")))
+        if single:  # the probe's entity is invalid: refused by synchronous validation, as AEP does
+            return 400, {}, b'{"report": {"message": "invalid", "cause": {"_streamingValidation": []}}}'
+        responses = [{"xactionId": f"x-{i}"} for i in range(len(body["messages"]))]
+        return 207, {"Content-Type": "application/json"}, orjson.dumps({"responses": responses})
+
+    messages = [*stream_messages("customers", SAMPLES["customers"]), *stream_messages("transactions", transactions(2))]
+    with serving(inlet) as server:
+        inlet_url = f"{base_url(server)}/collection/{aep.server.config.auth_inlet_id}"
+        run = aep.run([*messages, state_message({"t": 1})], inlet_url=inlet_url, **settings)
+    assert run.states == [{"t": 1}]
+    return seen
+
+
+def test_each_destination_names_its_own_dataflow(aep: Aep) -> None:
+    """A streaming dataflow leads to one dataset: the profile and event messages, and the preflight probes, carry
+    the flow id of their destination in header.flowId and x-adobe-flow-id."""
+    profile, event = aep.config["profile_dataset_id"], aep.config["event_dataset_id"]
+    seen = flows_seen(aep, profile_flow_id="flow-p", event_flow_id="flow-e")
+    expected = {(endpoint, flow, dataset, flow) for endpoint in ("probe", "batch")
+                for flow, dataset in (("flow-p", profile), ("flow-e", event))}  # fmt: skip
+    assert seen == expected
+
+
+def test_flow_id_is_the_dataflow_of_destinations_without_their_own(aep: Aep) -> None:
+    profile, event = aep.config["profile_dataset_id"], aep.config["event_dataset_id"]
+    seen = flows_seen(aep, event_flow_id="flow-e")
+    fallback = aep.config["flow_id"]
+    assert {(flow, dataset) for _, flow, dataset, _ in seen} == {(fallback, profile), ("flow-e", event)}
+    assert all(header == flow for _, flow, _, header in seen)
+
+
 def test_dry_run_converts_and_validates_but_sends_nothing(aep: Aep) -> None:
     records = transactions(3, bad_currency={2})
     run = aep.run([*stream_messages("transactions", records, {"t": 3}), *stream_messages("stores", SAMPLES["stores"])],
