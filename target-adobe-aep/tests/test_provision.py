@@ -5,6 +5,7 @@ unknown are not repeated."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,42 @@ def test_provision_makes_everything_once_and_the_target_then_delivers_every_reco
     sent = sum(stats.sent for stats in run.target.stats.values())
     assert sum(c["accepted"] for c in counts.values()) == sent > 0
     assert all(c["failed"] == 0 for c in counts.values())
+
+
+@EMPTY
+def test_meltano_config_warns_of_each_variable_that_would_override_a_stored_setting(aep: Aep) -> None:
+    """Meltano gives environment variables and the project's .env precedence over meltano.yml: a placeholder left
+    there would replace what provision stores. Variables that came from `meltano invoke` itself (it also passes
+    MELTANO_LOAD_<SETTING>) are the settings' own values."""
+    project = aep.tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text(
+        "TARGET_ADOBE_AEP_CLIENT_SECRET=not-provisioned\n"
+        "TARGET_ADOBE_AEP_INLET_URL=https://dcs.adobedc.net/collection/<inletId>\n"
+        "TARGET_ADOBE_AEP_EVENT_FLOW_ID=\n"  # empty: it still overrides
+        "# TARGET_ADOBE_AEP_EVENT_DATASET_ID=   filled by provision\n"
+        "TARGET_ADOBE_AEP_TENANT_ID\n"  # no "=": sets nothing
+    )
+    env = {"MELTANO_PROJECT_ROOT": str(project), "TARGET_ADOBE_AEP_PROFILE_SCHEMA_ID": "placeholder",
+           "TARGET_ADOBE_AEP_EVENT_SCHEMA_ID": "passed", "MELTANO_LOAD_EVENT_SCHEMA_ID": "passed"}  # fmt: skip
+    args = [
+        "provision",
+        "--config",
+        provisioning_config(aep),
+        "--meltano-config",
+        "--meltano-bin",
+        shutil.which("true"),
+    ]
+    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("WARNING: ")]
+    tail = "just stored: Meltano gives environment variables, its .env included, precedence over meltano.yml; " \
+           "remove it, or runs use its value"  # fmt: skip
+    assert warnings == [
+        f"WARNING: TARGET_ADOBE_AEP_INLET_URL in {project / '.env'} overrides the inlet_url {tail}",
+        f"WARNING: the environment variable TARGET_ADOBE_AEP_PROFILE_SCHEMA_ID overrides the profile_schema_id {tail}",
+        f"WARNING: TARGET_ADOBE_AEP_EVENT_FLOW_ID in {project / '.env'} overrides the event_flow_id {tail}",
+    ]
 
 
 @EMPTY
