@@ -120,9 +120,11 @@ def test_a_record_failing_after_the_inlet_accepted_it_shows_in_report(pipeline: 
 def test_provision_stores_the_settings_in_the_meltano_project(
     meltano_installed: None, adobe_emulator: object, tmp_path: Path
 ) -> None:
-    """`--meltano-config` runs `meltano config set <plugin>` for each setting, in the project that invoked it."""
+    """`--meltano-config` runs `meltano config set <plugin>` for each setting, in the project that invoked it, and
+    warns of a `.env` placeholder that Meltano would prefer to what it stored."""
     project = tmp_path / "project"
     project.mkdir()
+    (project / ".env").write_text("TARGET_ADOBE_AEP_INLET_URL=https://dcs.adobedc.net/collection/<inletId>\n")
     definition = next(p for p in yaml.safe_load((ROOT / "meltano.yml").read_text())["plugins"]["loaders"]
                       if p["name"] == "target-adobe-aep")  # fmt: skip
     definition = {**definition, "pip_url": str(ROOT / "target-adobe-aep")}
@@ -140,6 +142,9 @@ def test_provision_stores_the_settings_in_the_meltano_project(
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"WARNING: TARGET_ADOBE_AEP_INLET_URL in {project / '.env'} overrides the inlet_url just stored" in (
+        result.stdout
+    )
     stored = yaml.safe_load((project / "meltano.yml").read_text())["plugins"]["loaders"][0]["config"]
     assert stored["tenant_id"] == config.tenant_id
     assert stored["inlet_url"].startswith(f"{base}/collection/")
