@@ -557,9 +557,9 @@ def test_batches_drain_by_bytes_into_full_requests_and_state_waits_for_them(
     drains: list[list[int]] = []
     publish = Publisher.publish
 
-    def recording_publish(self: Publisher, messages: list[bytes]) -> PublishResult:
+    def recording_publish(self: Publisher, messages: list[bytes], flow_id: str | None = None) -> PublishResult:
         drains.append([len(m) for m in messages])
-        return publish(self, messages)
+        return publish(self, messages, flow_id)
 
     monkeypatch.setattr(Publisher, "publish", recording_publish)
     written: list[tuple[dict, int]] = []
@@ -629,9 +629,9 @@ def test_a_held_message_never_shares_a_publish_with_a_newer_version_of_its_recor
     published: list[list[str]] = []
     publish = Publisher.publish
 
-    def recording_publish(self: Publisher, messages: list[bytes]) -> PublishResult:
+    def recording_publish(self: Publisher, messages: list[bytes], flow_id: str | None = None) -> PublishResult:
         published.append([orjson.loads(m)["body"]["xdmEntity"]["_id"] for m in messages])
-        return publish(self, messages)
+        return publish(self, messages, flow_id)
 
     monkeypatch.setattr(Publisher, "publish", recording_publish)
     records = transactions(27)
@@ -810,10 +810,10 @@ def test_a_schema_change_never_lets_an_older_version_overtake_a_newer_one(
     published: list[float] = []
     publish = Publisher.publish
 
-    def recording_publish(self: Publisher, messages: list[bytes]) -> PublishResult:
+    def recording_publish(self: Publisher, messages: list[bytes], flow_id: str | None = None) -> PublishResult:
         entities = [json.loads(m)["body"]["xdmEntity"]["commerce"]["order"] for m in messages]
         published.extend(e["priceTotal"] for e in entities if e["purchaseID"] == "B-0")
-        return publish(self, messages)
+        return publish(self, messages, flow_id)
 
     monkeypatch.setattr(Publisher, "publish", recording_publish)
     old, other = transactions(2)
