@@ -76,9 +76,9 @@ PLUGINS: dict[str, dict[str, Any]] = {
                 "executable": "target-adobe-aep-admin",
                 "args": "provision --config ENV",
                 "description": "Find or create in AEP what the target writes to (field group, schemas, identity "
-                "namespaces, datasets, streaming connection, dataflow), print the settings to use, then check; add "
-                "--plan to change nothing, --profile-enabled for Profile (irreversible), --meltano-config to store "
-                "the settings.",
+                "namespaces, datasets, streaming connection, a dataflow per dataset), print the settings to use, then "
+                "check; add --plan to change nothing, --profile-enabled for Profile (irreversible), --meltano-config "
+                "to store the settings.",
             },
             "report": {
                 "executable": "target-adobe-aep-admin",

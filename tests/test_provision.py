@@ -50,15 +50,16 @@ def test_on_an_empty_sandbox_provision_then_run_delivers_every_record(pipeline: 
     plan = pipeline.meltano("invoke", "target-adobe-aep:provision", "--plan")
     assert plan.returncode == 0, output(plan)
     assert set(objects(pipeline).values()) == {0}  # --plan changes nothing
-    assert "create       dataflow 'Capillary Loyalty dataflow'" in output(plan)
+    assert "create       dataflow 'Capillary Loyalty Profile dataflow'" in output(plan)
+    assert "create       dataflow 'Capillary Loyalty Events dataflow'" in output(plan)
 
     settings_path = pipeline.workdir / "settings.json"
     first = pipeline.meltano("invoke", "target-adobe-aep:provision", "--write-config", str(settings_path))
     assert first.returncode == 0, output(first)
     assert "The configuration works." in output(first)
     made = objects(pipeline)
-    assert made["schemas"] == made["dataSets"] == made["targetConnections"] == 2
-    assert made["connections"] == made["flows"] == 1
+    assert made["schemas"] == made["dataSets"] == made["targetConnections"] == made["flows"] == 2
+    assert made["connections"] == 1  # one inlet, a dataflow per dataset
 
     again = pipeline.meltano("invoke", "target-adobe-aep:provision")
     assert again.returncode == 0, output(again)
@@ -119,9 +120,11 @@ def test_a_record_failing_after_the_inlet_accepted_it_shows_in_report(pipeline: 
 def test_provision_stores_the_settings_in_the_meltano_project(
     meltano_installed: None, adobe_emulator: object, tmp_path: Path
 ) -> None:
-    """`--meltano-config` runs `meltano config set <plugin>` for each setting, in the project that invoked it."""
+    """`--meltano-config` runs `meltano config set <plugin>` for each setting, in the project that invoked it, and
+    warns of a `.env` placeholder that Meltano would prefer to what it stored."""
     project = tmp_path / "project"
     project.mkdir()
+    (project / ".env").write_text("TARGET_ADOBE_AEP_INLET_URL=https://dcs.adobedc.net/collection/<inletId>\n")
     definition = next(p for p in yaml.safe_load((ROOT / "meltano.yml").read_text())["plugins"]["loaders"]
                       if p["name"] == "target-adobe-aep")  # fmt: skip
     definition = {**definition, "pip_url": str(ROOT / "target-adobe-aep")}
@@ -139,10 +142,14 @@ def test_provision_stores_the_settings_in_the_meltano_project(
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"WARNING: TARGET_ADOBE_AEP_INLET_URL in {project / '.env'} overrides the inlet_url just stored" in (
+        result.stdout
+    )
     stored = yaml.safe_load((project / "meltano.yml").read_text())["plugins"]["loaders"][0]["config"]
     assert stored["tenant_id"] == config.tenant_id
     assert stored["inlet_url"].startswith(f"{base}/collection/")
-    assert set(stored) >= {"flow_id", "profile_dataset_id", "profile_schema_id", "event_dataset_id", "event_schema_id"}
+    assert set(stored) >= {"profile_flow_id", "profile_dataset_id", "profile_schema_id", "event_flow_id",
+                           "event_dataset_id", "event_schema_id"}  # fmt: skip
     assert client_secret not in (project / "meltano.yml").read_text()
 
 

@@ -227,6 +227,11 @@ def test_a_streaming_source_set_up_by_api_ingests_and_reports(adobe_emulator: An
     flow = {"name": "Flow", "flowSpec": {"id": "d8a6f005-7eaf-4153-983e-e8574508b877", "version": "1.0"},
             "sourceConnectionIds": [source], "targetConnectionIds": [target_id]}  # fmt: skip
     assert platform.call("POST", f"{flows}/flows", {**flow, "sourceConnectionIds": ["nope"]}).status_code == 400
+    two_targets = {**flow, "targetConnectionIds": [target_id, target_id]}  # a streaming dataflow leads to one dataset
+    refused = platform.call("POST", f"{flows}/flows", two_targets)
+    assert refused.status_code == 400
+    assert "a streaming dataflow takes one targetConnection, got 2" in refused.text
+    assert platform.call("POST", f"{flows}/flows", {**flow, "sourceConnectionIds": [source, source]}).status_code == 400
     assert platform.call("POST", f"{flows}/flows", flow).status_code == 201
     found = platform.call("GET", f"{flows}/flows", property='name=="Flow"').json()["items"]
     assert [f["targetConnectionIds"] for f in found] == [[target_id]]

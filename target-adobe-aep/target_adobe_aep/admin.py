@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from dotenv import dotenv_values
 
 from target_adobe_aep.errors import FATAL_ERRORS, exit_with
 from target_adobe_aep.mapping import PRESETS
@@ -33,8 +35,8 @@ CONFIG_HELP = (
     "Settings JSON file, or ENV to read TARGET_ADOBE_AEP_* environment variables (repeatable, merged in order)."
 )
 # The settings provision finds or makes, in the order it prints them.
-PROVISIONED = ("tenant_id", "inlet_url", "flow_id", "profile_dataset_id", "profile_schema_id", "event_dataset_id",
-               "event_schema_id")  # fmt: skip
+PROVISIONED = ("tenant_id", "inlet_url", "profile_dataset_id", "profile_schema_id", "profile_flow_id",
+               "event_dataset_id", "event_schema_id", "event_flow_id")  # fmt: skip
 
 
 def load_target(configs: Iterable[str]) -> TargetAdobeAEP:
@@ -101,14 +103,41 @@ def _write_config(path: Path, settings: dict[str, str]) -> None:
 
 def _meltano_config_set(meltano: str, plugin: str, settings: dict[str, str]) -> None:
     """``meltano config set <plugin> <name> <value>`` (Meltano 4) for each setting, in the Meltano project that runs
-    this command (``MELTANO_PROJECT_ROOT``, which ``meltano invoke`` sets) or the current directory."""
-    root = os.environ.get("MELTANO_PROJECT_ROOT") or os.getcwd()
+    this command (``MELTANO_PROJECT_ROOT``, which ``meltano invoke`` sets) or the current directory; then a WARNING
+    for each variable that would override a stored setting."""
+    root = Path(os.environ.get("MELTANO_PROJECT_ROOT") or os.getcwd())
     for name, value in settings.items():
         result = subprocess.run([meltano, "config", "set", plugin, name, value], cwd=root, capture_output=True,
                                 text=True, check=False)  # fmt: skip
         if result.returncode != 0:
             raise click.ClickException(f"meltano config set {plugin} {name} failed: {result.stderr.strip()[-500:]}")
     click.echo(f"Stored the settings in the Meltano project at {root} (meltano config set {plugin}).")
+    for variable, name in shadowing_variables(plugin, settings, root, os.environ):
+        click.echo(f"WARNING: {variable} overrides the {name} just stored: Meltano gives environment variables, "
+                   "its .env included, precedence over meltano.yml; remove it, or runs use its value")  # fmt: skip
+
+
+def shadowing_variables(
+    plugin: str, names: Iterable[str], root: Path, environ: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """``(where, setting)`` for each environment variable that would override a setting of ``names`` stored in
+    ``meltano.yml``: Meltano reads ``<PLUGIN>_<SETTING>`` (the plugin's name or namespace) from the environment and
+    the project's ``.env`` before ``meltano.yml`` (docs.meltano.com/guide/configuration, "Configuration layers").
+    ``.env`` is read as Meltano reads it (python-dotenv). A variable that came with ``MELTANO_LOAD_<SETTING>`` was
+    passed by ``meltano invoke`` (it passes every setting both ways) and holds the setting's value, so it is not
+    counted: under ``meltano invoke`` only ``.env`` is checked."""
+    dotenv_path = root / ".env"
+    dotenv = dotenv_values(dotenv_path) if dotenv_path.is_file() else {}
+    prefixes = dict.fromkeys(re.sub(r"[^A-Za-z0-9]", "_", prefix).upper() for prefix in (plugin, "target_adobe_aep"))
+    found: list[tuple[str, str]] = []
+    for name in names:
+        for prefix in prefixes:
+            variable = f"{prefix}_{name.upper()}"
+            if dotenv.get(variable) is not None:  # a line without "=" sets nothing (Project.dotenv_env)
+                found.append((f"{variable} in {dotenv_path}", name))
+            elif variable in environ and f"MELTANO_LOAD_{name.upper()}" not in environ:
+                found.append((f"the environment variable {variable}", name))
+    return found
 
 
 @cli.command()
@@ -119,7 +148,7 @@ def _meltano_config_set(meltano: str, plugin: str, settings: dict[str, str]) -> 
               "tag: irreversible in AEP) and tag the datasets for Profile and Identity Service.")  # fmt: skip
 @click.option("--title", default=Names.title, show_default=True, help="Prefix of the titles and names of what "
               "provision makes (schemas '<title> Profile'/'<title> Events', their field groups and datasets, "
-              "'<title> HTTP API' connection, '<title> dataflow').")  # fmt: skip
+              "'<title> HTTP API' connection, '<title> Profile dataflow'/'<title> Events dataflow').")  # fmt: skip
 @click.option("--write-config", type=click.Path(dir_okay=False, path_type=Path),
               help="Also merge the settings into this JSON config file (created if missing).")  # fmt: skip
 @click.option("--meltano-config", "meltano_config", is_flag=True,
@@ -138,8 +167,9 @@ def provision(
 ) -> None:
     """Find or create, in the settings' sandbox, everything the target writes to: the tenant field group built from
     the active mappings, the profile and event schemas, the identity namespaces, the datasets, the HTTP API streaming
-    connection with its source and target connections and dataflow. Objects that exist are checked and reused; one
-    that exists with another shape is reported and left alone. Then prints the settings to use and runs check."""
+    connection, and per dataset a source and a target connection and a dataflow. Objects that exist are checked and
+    reused; one that exists with another shape is reported and left alone. Then prints the settings to use and runs
+    check."""
     target = load_target(configs)
     names = Names(title)
     # Everything is looked up before anything is made: an object of another shape stops provision before it starts.

@@ -15,6 +15,7 @@ target's one session from ``new_session``, and retries through ``RetryPolicy.cal
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import logging
 import random
@@ -158,14 +159,18 @@ def send(session: requests.Session, method: str, url: str, what: str, **kwargs: 
 
 
 class Clock:
-    """Monotonic time, and waits that end at once when the run stops: ``stop()`` (from the termination signal
-    handler) makes every current and later ``sleep`` raise ``Interrupted``. Tests inject a fake."""
+    """Monotonic time, the time of day, and waits that end at once when the run stops: ``stop()`` (from the
+    termination signal handler) makes every current and later ``sleep`` raise ``Interrupted``. Tests inject a fake."""
 
     def __init__(self) -> None:
         self._stopped = threading.Event()
 
     def now(self) -> float:
         return time.monotonic()
+
+    def utc_now(self) -> datetime.datetime:
+        """The time of day in UTC (what ExperienceEvent timestamps are compared with)."""
+        return datetime.datetime.now(datetime.UTC)
 
     def sleep(self, seconds: float) -> None:
         if self._stopped.wait(seconds):

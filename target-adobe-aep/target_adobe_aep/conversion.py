@@ -47,6 +47,18 @@ XED_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
 Failure = tuple[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class AheadOfClock:
+    """The message of an ExperienceEvent timestamped more than ``future_timestamp_tolerance_seconds`` after the
+    target's clock: sent all the same (AEP takes future timestamps, README "Validate"), and counted."""
+
+    message: bytes
+
+
+#: What converting one record gives: its message, an ``AheadOfClock`` message, or why it cannot be sent.
+Converted = bytes | AheadOfClock | Failure
+
+
 class Envelope:
     """Wraps serialized XDM entities in the streaming message envelope of one dataset and schema."""
 
@@ -116,8 +128,11 @@ class ConversionSpec:
     input_schema: dict | None
     #: Top-level date-like properties and their kind, parsed as the SDK parses them.
     date_kinds: dict[str, str]
-    #: How far ahead of this machine's clock an ExperienceEvent's timestamp may be (clock skew).
+    #: How far ahead of the target's clock an ExperienceEvent's timestamp may be (clock skew) before it counts as
+    #: a future timestamp.
     future_tolerance: datetime.timedelta
+    #: Dead-letter events with a future timestamp instead of sending them.
+    dead_letter_future_timestamps: bool
     #: Dead-letter entities over Profile's guardrail instead of sending them to the data lake.
     dead_letter_over_guardrail: bool
 
@@ -133,10 +148,12 @@ class Converter:
         self.validator = XdmValidator(*spec.xdm_schema) if spec.xdm_schema is not None else None
         self.envelope = spec.envelope
         self.future_tolerance = spec.future_tolerance
+        self.dead_letter_future_timestamps = spec.dead_letter_future_timestamps
         self.max_entity_bytes = GUARDRAIL_BYTES[self.mapping.target] if spec.dead_letter_over_guardrail else None
         self._date_parsers = {key: DATE_PARSERS[kind] for key, kind in spec.date_kinds.items()}
 
-    def message(self, raw: bytes) -> bytes | Failure:
+    def message(self, raw: bytes, now: datetime.datetime) -> Converted:
+        """``raw``'s message; ``now`` is the target's clock (UTC) when the record's batch was drained."""
         record = orjson.loads(raw)
         if self.input_validator is not None:
             self.input_validator.validate(record)
@@ -149,12 +166,20 @@ class Converter:
                     msg = f"Could not parse value '{value}' for field '{key}' (stream '{self.stream}'): {exc}"
                     raise InvalidInputRecord(msg) from None
         try:
-            xdm = self.mapping.convert(record, latest=datetime.datetime.now(datetime.UTC) + self.future_tolerance)
+            xdm, moment = self.mapping.convert_timed(record)
         except ConversionError as exc:
             return f"conversion: {exc}", None
         error = self.validator.error(xdm) if self.validator is not None else None
         if error is not None:
             return f"XDM validation: {error}", xdm
+        latest = now + self.future_tolerance
+        ahead = moment is not None and moment > latest
+        if ahead and self.dead_letter_future_timestamps:
+            reason = (
+                f"future timestamp: the ExperienceEvent timestamp {xdm['timestamp']!r} is later than "
+                f"{latest:%Y-%m-%dT%H:%M:%SZ} (now + future_timestamp_tolerance_seconds; dead_letter_future_timestamps)"
+            )
+            return reason, xdm
         entity = orjson.dumps(xdm)
         if self.max_entity_bytes is not None and len(entity) > self.max_entity_bytes:
             reason = (
@@ -162,17 +187,18 @@ class Converter:
                 f"{self.max_entity_bytes // 1024} KB guardrail (dead_letter_over_profile_guardrail)"
             )
             return reason, xdm
-        return self.envelope.wrap(entity)
+        message = self.envelope.wrap(entity)
+        return AheadOfClock(message) if ahead else message
 
 
 _compiled: dict[str, Converter] = {}  # per process: spec key -> its converter
 
 
-def _convert_chunk(key: str, pickled_spec: bytes, raws: list[bytes]) -> list[bytes | Failure]:
+def _convert_chunk(key: str, pickled_spec: bytes, raws: list[bytes], now: datetime.datetime) -> list[Converted]:
     converter = _compiled.get(key)
     if converter is None:
         converter = _compiled[key] = Converter(pickle.loads(pickled_spec))
-    return [converter.message(raw) for raw in raws]
+    return [converter.message(raw, now) for raw in raws]
 
 
 def _start_worker() -> None:
@@ -223,11 +249,12 @@ class ConversionPool:
         if not self.workers:
             _compiled[spec.key] = converter
 
-    def submit(self, spec_key: str, raws: list[bytes]) -> list[Future]:
-        """Start converting ``raws``; the futures give, chunk by chunk, each record's message or ``Failure``."""
+    def submit(self, spec_key: str, raws: list[bytes], now: datetime.datetime) -> list[Future]:
+        """Start converting ``raws`` at the time ``now``; the futures give, chunk by chunk, each record's
+        ``Converted``."""
         pickled = self._pickled[spec_key]
         return [
-            self._executor.submit(_convert_chunk, spec_key, pickled, raws[start : start + CHUNK_RECORDS])
+            self._executor.submit(_convert_chunk, spec_key, pickled, raws[start : start + CHUNK_RECORDS], now)
             for start in range(0, len(raws), CHUNK_RECORDS)
         ]
 

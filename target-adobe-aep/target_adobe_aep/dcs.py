@@ -179,8 +179,8 @@ class PublishResult:
     rejected: list[Rejection] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
-    #: The reason of each request whose messages (two or more) were all refused for that one reason.
-    whole_requests_refused: list[str] = field(default_factory=list)
+    #: Each request whose messages (two or more) were all refused for one reason: ``(reason, messages)``.
+    whole_requests_refused: list[tuple[str, int]] = field(default_factory=list)
 
     def add(self, other: PublishResult) -> None:
         self.accepted += other.accepted
@@ -198,7 +198,6 @@ class Publisher:
         *,
         session: requests.Session,
         inlet_url: str,
-        flow_id: str | None,
         tokens: TokenProvider | None,
         max_request_bytes: int,
         max_messages_per_second: float,
@@ -210,8 +209,6 @@ class Publisher:
         self._url = batch_url(inlet_url)
         self._tokens = tokens
         self._headers = {"Content-Type": "application/json"}
-        if flow_id:
-            self._headers["x-adobe-flow-id"] = flow_id
         self.max_request_bytes = max_request_bytes
         self._messages = RateLimiter(max_messages_per_second, retry.clock)
         self._requests = RateLimiter(max_requests_per_second, retry.clock)
@@ -221,14 +218,15 @@ class Publisher:
     def close(self, wait: bool = True) -> None:
         self._executor.shutdown(wait=wait, cancel_futures=True)
 
-    def publish(self, messages: list[bytes]) -> PublishResult:
-        """Send ``messages`` and wait until each is accepted or rejected; raise ``PublishError`` otherwise."""
+    def publish(self, messages: list[bytes], flow_id: str | None = None) -> PublishResult:
+        """Send ``messages`` (of the dataflow ``flow_id``, sent as ``x-adobe-flow-id``) and wait until each is
+        accepted or rejected; raise ``PublishError`` otherwise."""
         groups, oversized = pack([len(m) for m in messages], self.max_request_bytes)
         result = PublishResult()
         for index in oversized:
             reason = f"message of {len(messages[index])} bytes does not fit in a request (max_request_bytes)"
             result.rejected.append(Rejection(index, None, reason))
-        futures = [self._executor.submit(self._send, messages, group) for group in groups]
+        futures = [self._executor.submit(self._send, messages, group, flow_id) for group in groups]
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in done if f.exception() is not None]
         if failed:
@@ -240,7 +238,7 @@ class Publisher:
             result.add(future.result())
         return result
 
-    def _send(self, messages: list[bytes], indices: list[int]) -> PublishResult:
+    def _send(self, messages: list[bytes], indices: list[int], flow_id: str | None) -> PublishResult:
         result = PublishResult()
         body = _BATCH_OPEN + b",".join(messages[i] for i in indices) + _BATCH_CLOSE
 
@@ -251,7 +249,7 @@ class Publisher:
             self._requests.acquire()
             self._messages.acquire(len(indices))
             result.requests += 1
-            return self._post(body, timeout)
+            return self._post(body, timeout, flow_id=flow_id)
 
         response = self._retry.call(attempt, on_retry=count_retry)
         if response.status_code == 413:
@@ -261,7 +259,7 @@ class Publisher:
             logger.info("DCS answered 413 for %d messages (%d bytes); splitting", len(indices), len(body))
             half = len(indices) // 2
             for part in (indices[:half], indices[half:]):
-                result.add(self._send(messages, part))
+                result.add(self._send(messages, part, flow_id))
             return result
         if response.status_code not in (200, 207):
             msg = f"DCS answered HTTP {response.status_code}: {_excerpt(response)}"
@@ -278,21 +276,26 @@ class Publisher:
                 result.rejected.append(Rejection(index, status, f"DCS: {detail}"))
         reasons = {rejection.reason for rejection in result.rejected}
         if len(indices) > 1 and not result.accepted and len(reasons) == 1:
-            result.whole_requests_refused.append(reasons.pop())
+            result.whole_requests_refused.append((reasons.pop(), len(indices)))
         return result
 
-    def validate_one(self, message: bytes) -> requests.Response:
-        """DCS's answer to ``message`` sent alone with ``syncValidation=true`` (streaming-validation.md): a message
-        failing validation is refused (400) and dropped. Retried like every request; raises ``PublishError`` when
-        the inlet wants a token the settings do not give."""
-        url = single_url(self._url)
-        return self._retry.call(lambda timeout: self._post(message, timeout, url, {"syncValidation": "true"}))
+    def validate_one(self, message: bytes, flow_id: str | None = None) -> requests.Response:
+        """DCS's answer to ``message`` (of the dataflow ``flow_id``) sent alone with ``syncValidation=true``
+        (streaming-validation.md): a message failing validation is refused (400) and dropped. Retried like every
+        request; raises ``PublishError`` when the inlet wants a token the settings do not give."""
+        url, params = single_url(self._url), {"syncValidation": "true"}
+        return self._retry.call(lambda timeout: self._post(message, timeout, url, params, flow_id))
 
     def _post(
-        self, body: bytes, timeout: float, url: str | None = None, params: dict[str, str] | None = None
-    ) -> requests.Response:
+        self, body: bytes, timeout: float, url: str | None = None, params: dict[str, str] | None = None,
+        flow_id: str | None = None,
+    ) -> requests.Response:  # fmt: skip
+        # The dataflow's id goes in each message's header.flowId and, as the HTTP API tutorial shows for raw data,
+        # in x-adobe-flow-id (EN help/sources/tutorials/api/create/streaming/http.md).
+        base = {**self._headers, "x-adobe-flow-id": flow_id} if flow_id else self._headers
+
         def post(token: str | None) -> requests.Response:
-            headers = self._headers if token is None else {**self._headers, "Authorization": f"Bearer {token}"}
+            headers = base if token is None else {**base, "Authorization": f"Bearer {token}"}
             return send(
                 self._session, "POST", url or self._url, "DCS", data=body, headers=headers, params=params,
                 timeout=timeout,

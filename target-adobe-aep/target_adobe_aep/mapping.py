@@ -153,7 +153,8 @@ def _boolean(value: Any) -> bool:
     return found
 
 
-def _string(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """``value`` as the text a mapping writes for it (identities, ``string`` transforms, the ``hash`` parts)."""
     kind = type(value)
     if kind is str:
         return value
@@ -176,17 +177,17 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "date": _date,
     "number": _number,
     "integer": _integer,
-    "string": _string,
+    "string": as_text,
     "boolean": _boolean,
-    "lowercase": lambda v: _string(v).lower(),
-    "uppercase": lambda v: _string(v).upper(),
-    "trim": lambda v: _string(v).strip(),
-    "sha256": lambda v: hashlib.sha256(_string(v).encode()).hexdigest(),
+    "lowercase": lambda v: as_text(v).lower(),
+    "uppercase": lambda v: as_text(v).upper(),
+    "trim": lambda v: as_text(v).strip(),
+    "sha256": lambda v: hashlib.sha256(as_text(v).encode()).hexdigest(),
     "abs": lambda v: abs(_number(v)),
     "round": lambda v: round(_number(v)),
     "list": lambda v: v if isinstance(v, list) else [v],
-    "string_list": lambda v: [_string(x) for x in (v if isinstance(v, list) else [v])],
-    "string_values": lambda v: {k: _string(x) for k, x in v.items()} if isinstance(v, dict) else _fail_map(v),
+    "string_list": lambda v: [as_text(x) for x in (v if isinstance(v, list) else [v])],
+    "string_values": lambda v: {k: as_text(x) for k, x in v.items()} if isinstance(v, dict) else _fail_map(v),
 }
 
 
@@ -214,13 +215,14 @@ def _canonical(record: Record) -> str:
     return orjson.dumps(plain(record), option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _hash(parts: list) -> str:
-    text = "\x1f".join("" if (v := plain(p)) is None else _string(v) for p in parts)
+def hash_parts(parts: list) -> str:
+    """The ``hash`` value source: SHA-256 of the parts' texts (how mappings derive ``_id``)."""
+    text = "\x1f".join("" if (v := plain(p)) is None else as_text(v) for p in parts)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _concat(parts: list, separator: str) -> str | None:
-    return separator.join(_string(v) for p in parts if not _is_empty(v := plain(p))) or None
+    return separator.join(as_text(v) for p in parts if not _is_empty(v := plain(p))) or None
 
 
 def _coalesce(parts: list) -> Any:
@@ -258,7 +260,7 @@ def _transformed(value: Any, chain: tuple, where: str) -> Any:
 
 def _looked_up(value: Any, table: dict, default: Any) -> Any:
     value = plain(value)
-    return default if _is_empty(value) else table.get(_string(value), default)
+    return default if _is_empty(value) else table.get(as_text(value), default)
 
 
 @dataclass(frozen=True)
@@ -279,9 +281,9 @@ class _Codegen:
         self.context = context
         self.lines: list[str] = []
         self.namespace: dict[str, Any] = {
-            "plain": plain, "_step": _step, "_canonical": _canonical, "_hash": _hash, "_concat": _concat,
+            "plain": plain, "_step": _step, "_canonical": _canonical, "_hash": hash_parts, "_concat": _concat,
             "_coalesce": _coalesce, "_compare": _compare, "_transformed": _transformed, "_looked_up": _looked_up,
-            "_is_empty": _is_empty, "_string": _string, "_PLAIN_AS_IS": _PLAIN_AS_IS, "_SIZED": _SIZED,
+            "_is_empty": _is_empty, "as_text": as_text, "_PLAIN_AS_IS": _PLAIN_AS_IS, "_SIZED": _SIZED,
         }  # fmt: skip
         self._count = 0
 
@@ -306,7 +308,7 @@ class _Codegen:
 
     def object(self, depth: int, rules: list[dict], item: str) -> str:
         """Code building one output object from ``item``; returns the variable holding it."""
-        paths = [_output_path(rule, self.context.tenant_id) for rule in rules]
+        paths = [output_path(rule, self.context.tenant_id) for rule in rules]
         for path in paths:
             inner = next((p for p in paths if len(p) > len(path) and p[: len(path)] == path), None)
             if inner is not None:
@@ -452,7 +454,7 @@ class _Codegen:
             self._transform(depth, value, rule["transform"], f"identityMap.{namespace}")
         else:
             self.emit(depth, f"{value} = plain({value})")
-        entry = f"{{'id': _string({value}), 'primary': {rule.get('primary', False)!r}, "
+        entry = f"{{'id': as_text({value}), 'primary': {rule.get('primary', False)!r}, "
         entry += f"'authenticatedState': {rule.get('authenticatedState', 'ambiguous')!r}}}"
         self.emit(depth, f"if not _is_empty({value}):")
         self.emit(depth + 1, f"{identity_map}.setdefault({namespace!r}, []).append({entry})")
@@ -473,18 +475,18 @@ class StreamMapping:
     written: dict[tuple[str, ...], dict | None]
     _convert: Callable[[Record], dict]
 
-    def convert(self, record: Record, *, latest: datetime.datetime | None = None) -> dict:
-        """The XDM entity for ``record``; raises ``ConversionError`` when it cannot be converted, e.g. when an
-        ExperienceEvent's timestamp is after ``latest``."""
+    def convert(self, record: Record) -> dict:
+        """The XDM entity for ``record``; raises ``ConversionError`` when it cannot be converted."""
+        return self.convert_timed(record)[0]
+
+    def convert_timed(self, record: Record) -> tuple[dict, datetime.datetime | None]:
+        """``convert``, and the ExperienceEvent's timestamp as a datetime (None for a profile)."""
         out = self._convert(record)
-        if self.target == "event":
-            _check_event(out, latest)
-        return out
+        return out, _check_event(out) if self.target == "event" else None
 
 
-def _check_event(event: dict, latest: datetime.datetime | None) -> None:
-    """The ExperienceEvent class requires ``_id`` and a ``timestamp``; XDM says the timestamp "must occur in the
-    past" (EN help/xdm/classes/experienceevent.md), which the caller enforces with an allowance (``latest``)."""
+def _check_event(event: dict) -> datetime.datetime:
+    """The timestamp of an ExperienceEvent, whose class requires ``_id`` and a ``timestamp`` (a ``date-time``)."""
     if "_id" not in event:
         raise ConversionError("the ExperienceEvent has no _id: every source of the mapping's _id rule is empty")
     timestamp = event.get("timestamp")
@@ -498,15 +500,10 @@ def _check_event(event: dict, latest: datetime.datetime | None) -> None:
     if moment.tzinfo is None:
         msg = f"the ExperienceEvent timestamp {timestamp!r} has no UTC offset"
         raise ConversionError(msg)
-    if latest is not None and moment > latest:
-        msg = (
-            f"the ExperienceEvent timestamp {timestamp!r} is in the future, later than {_utc_text(latest)} "
-            "(now + future_timestamp_tolerance_seconds); XDM requires the past"
-        )
-        raise ConversionError(msg)
+    return moment
 
 
-def _output_path(rule: dict, tenant_id: str) -> tuple[str, ...]:
+def output_path(rule: dict, tenant_id: str) -> tuple[str, ...]:
     """The XDM path a rule writes; identity rules write an entry of ``identityMap`` keyed by namespace."""
     if "identity" in rule:
         return ("identityMap", "*")
@@ -517,7 +514,7 @@ def _output_tree(rules: list[dict], tenant_id: str) -> dict[str, Any]:
     """The XDM paths ``rules`` can write (``each`` rules: the paths of one list element)."""
     tree: dict[str, Any] = {}
     for rule in rules:
-        path = _output_path(rule, tenant_id)
+        path = output_path(rule, tenant_id)
         if path[-1] == "*":  # keyed by a name the data decides: the object is written whole
             path = path[:-1]
         *parents, leaf = path
@@ -590,7 +587,7 @@ def _written(rules: list[dict], tenant_id: str, prefix: tuple[str, ...] = ()) ->
         if "identity" in rule:
             written[(*prefix, "identityMap")] = {"type": "object"}
             continue
-        path = (*prefix, *_output_path(rule, tenant_id))
+        path = (*prefix, *output_path(rule, tenant_id))
         written[path] = _rule_field(rule)
         if "each" in rule:
             written.update(_written(rule["fields"], tenant_id, (*path, "[]")))

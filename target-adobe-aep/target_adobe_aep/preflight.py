@@ -176,10 +176,10 @@ class Preflight:
         return []
 
     def _probe_inlet(self, kind: str, dataset_id: str, schema_id: str) -> list[Finding]:
-        envelope = self.target.envelope(dataset_id, schema_id)
+        envelope = self.target.envelope(kind)
         probe = envelope.wrap(orjson.dumps({"_id": 0}))  # invalid on purpose: never ingested
         try:
-            response = self.target.publisher.validate_one(probe)
+            response = self.target.publisher.validate_one(probe, self.target.flow_id(kind))
         except (AuthError, PublishError) as exc:
             named = ("inlet_auth_required",) if isinstance(exc, PublishError) else (*CREDENTIALS, "org_id")
             return [Finding(named, f"the inlet refused the token: {exc}")]

@@ -14,11 +14,14 @@ In order, each looked up first (by title or name) and created only when missing:
    (``PATCH``, EN help/xdm/api/schemas.md#union) — irreversible, and said so first;
 4. per destination a dataset of that schema, with ``unifiedProfile``/``unifiedIdentity`` tags when Profile-enabled
    (``POST /catalog/dataSets``, EN help/catalog/datasets/enable-for-profile.md);
-5. the HTTP API streaming source: a base connection (its inlet, ``authenticationRequired`` as ``inlet_auth_required``
-   says), a source connection, a target connection per dataset and a dataflow (EN
-   help/sources/tutorials/api/create/streaming/http.md), and the inlet URL read back from the base connection.
-   The Flow Service takes lists of source and target connection ids; provision makes one dataflow from the source
-   connection to both target connections, so the target's one ``flow_id`` names the dataflow of every message.
+5. the HTTP API streaming source: one base connection (its inlet, ``authenticationRequired`` as
+   ``inlet_auth_required`` says) and the inlet URL read back from it; then per destination a source connection, a
+   target connection to its dataset and a dataflow from the one to the other (EN
+   help/sources/tutorials/api/create/streaming/http.md). The Flow Service takes lists of connection ids, but every
+   documented streaming dataflow has one source and one target connection (the tutorial's; the UI guide picks one
+   dataset per dataflow and reuses an existing account, i.e. base connection, for a new dataflow,
+   help/sources/tutorials/ui/create/streaming/http.md), so each destination gets its own dataflow, and the target
+   its own flow id per destination (``profile_flow_id``, ``event_flow_id``).
 
 An object that exists with another shape (a schema of that title without the field group, a dataset bound to
 another schema, a connection of another spec, ...) is reported and left alone: provision never changes what it did
@@ -64,7 +67,6 @@ XED_RAW = "application/vnd.adobe.xed+json; version=1"
 SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
 PROFILE_TAGS = {"unifiedProfile": ["enabled:true"], "unifiedIdentity": ["enabled:true"]}
 KIND_TITLES = {"profile": "Profile", "event": "Events"}
-SOURCE = "target-adobe-aep"
 
 
 @dataclass(frozen=True)
@@ -83,20 +85,18 @@ class Names:
     def dataset(self, kind: str) -> str:
         return self.schema(kind)
 
+    def source_connection(self, kind: str) -> str:
+        return f"{self.schema(kind)} source"
+
     def target_connection(self, kind: str) -> str:
         return f"{self.schema(kind)} target"
+
+    def flow(self, kind: str) -> str:
+        return f"{self.schema(kind)} dataflow"
 
     @property
     def connection(self) -> str:
         return f"{self.title} HTTP API"
-
-    @property
-    def source_connection(self) -> str:
-        return f"{self.title} HTTP API source"
-
-    @property
-    def flow(self) -> str:
-        return f"{self.title} dataflow"
 
 
 # -- request bodies, as the docs show them ---------------------------------------------------------------------
@@ -308,10 +308,15 @@ class Provisioner:
             self.outcome.settings[f"{kind}_dataset_id"] = dataset
             self.outcome.settings[f"{kind}_schema_id"] = schema
         connection, inlet_url = self._connection()
-        source = self._source_connection(connection)
-        targets = [self._target_connection(kind, schema, dataset) for kind, (dataset, schema) in destinations.items()]
-        flow = self._flow(source, targets)
-        self.outcome.settings.update(tenant_id=tenant, inlet_url=inlet_url, flow_id=flow)
+        self.outcome.settings.update(tenant_id=tenant, inlet_url=inlet_url)
+        created = len(self.outcome.created)
+        for kind, (dataset, schema) in destinations.items():
+            source = self._source_connection(kind, connection)
+            target = self._target_connection(kind, schema, dataset)
+            self.outcome.settings[f"{kind}_flow_id"] = self._flow(kind, source, target)
+        if any(what.startswith("dataflow ") for what in self.outcome.created[created:]):
+            self.echo("note: AEP advises waiting about 5 minutes after creating a dataflow before streaming to it "
+                      "(EN help/sources/tutorials/api/create/streaming/http.md)")  # fmt: skip
 
     def _tenant(self) -> str:
         stats = self._get(f"{REGISTRY}/stats", "Schema Registry")
@@ -492,8 +497,8 @@ class Provisioner:
         self._report("inlet", inlet_url)
         return connection, str(inlet_url)
 
-    def _source_connection(self, connection: str) -> str:
-        name = self.names.source_connection
+    def _source_connection(self, kind: str, connection: str) -> str:
+        name = self.names.source_connection(kind)
         what = f"source connection {name!r}"
         found = self._find_flow_object("sourceConnections", name, what)
         if found is None:
@@ -524,19 +529,15 @@ class Provisioner:
             self._report("exists", what, found["id"])
         return str(found["id"])
 
-    def _flow(self, source: str, targets: list[str]) -> str:
-        name = self.names.flow
+    def _flow(self, kind: str, source: str, target: str) -> str:
+        name = self.names.flow(kind)
         what = f"dataflow {name!r}"
         found = self._find_flow_object("flows", name, what)
         if found is None:
             body = {"name": name, "description": "target-adobe-aep", "flowSpec": STREAMING_FLOW_SPEC,
-                    "sourceConnectionIds": [source], "targetConnectionIds": targets}  # fmt: skip
-            flow = self._create_flow_object("flows", what, body, f"{source} -> {', '.join(targets)}")
-            if not self.plan:
-                self.echo("note: AEP advises waiting about 5 minutes after creating a dataflow before streaming to it "
-                          "(EN help/sources/tutorials/api/create/streaming/http.md)")  # fmt: skip
-            return flow
-        if found.get("sourceConnectionIds") != [source] or set(found.get("targetConnectionIds") or []) != set(targets):
+                    "sourceConnectionIds": [source], "targetConnectionIds": [target]}  # fmt: skip
+            return self._create_flow_object("flows", what, body, f"{source} -> {target}")
+        if found.get("sourceConnectionIds") != [source] or found.get("targetConnectionIds") != [target]:
             self._incompatible(what, found["id"], "connects other source or target connections")
         self._report("exists", what, found["id"])
         return str(found["id"])

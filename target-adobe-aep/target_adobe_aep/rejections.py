@@ -8,7 +8,9 @@ batch is neither dead-lettered nor covered by a STATE, so the next run sends it 
 - DCS refusing a message envelope (wrong org, or a dataset/schema pair the inlet does not take,
   EN help/ingestion/tutorials/streaming-multiple-messages.md): the envelope is the same for every message;
 - local validation refusing the tenant namespace itself (``_{tenant_id}`` is not in the schema);
-- every message of one request refused for one reason;
+- every message of one request of at least ``FIRST_RECORDS`` messages refused for one reason (a smaller request,
+  such as a batch's last, may hold a few records sharing one data problem by chance; a refusal shaped like a
+  setting's, above, stops the run whatever the request's size);
 - every one of a stream's first ``FIRST_RECORDS`` records refused for one reason.
 
 Beyond those, a stream whose refused share exceeds ``max_rejected_percent`` (once ``SHARE_SAMPLE`` of its records
@@ -70,16 +72,17 @@ class RejectionGuard:
         self._streams: dict[str, _StreamTally] = {}
 
     def check_batch(
-        self, stream: str, kind: str, reasons: list[str], outcomes: int, whole_requests: Sequence[str]
+        self, stream: str, kind: str, reasons: list[str], outcomes: int, whole_requests: Sequence[tuple[str, int]]
     ) -> None:
         """Raise ``SystemicRejection`` when a batch's refusals (``reasons``, one per refused record, of ``outcomes``
-        records) or a request refused whole for one reason (``whole_requests``) show a cause no record can cure.
-        Called before the batch's refusals are dead-lettered."""
+        records) or a request refused whole for one reason (``whole_requests``: ``(reason, messages)``) show a cause
+        no record can cure. Called before the batch's refusals are dead-lettered."""
         for reason in reasons:
             if setting_cause(reason, kind, self.tenant_id) is not None:
                 self._stop(stream, kind, reason, "every message of the stream is refused")
-        for reason in whole_requests:
-            self._stop(stream, kind, reason, "DCS refused every message of a request for it")
+        for reason, messages in whole_requests:
+            if messages >= FIRST_RECORDS:
+                self._stop(stream, kind, reason, f"DCS refused all {messages} messages of a request for it")
         with self._lock:
             tally = self._streams.setdefault(stream, _StreamTally())
             first = tally.outcomes < FIRST_RECORDS

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 # The target's own path and hash functions, so a recomputed _id is the one the target computed.
-from target_adobe_aep.mapping import PRESETS, StreamMapping, _hash, _output_path, _string, compile_mapping
+from target_adobe_aep.mapping import PRESETS, StreamMapping, as_text, compile_mapping, hash_parts, output_path
 from target_adobe_aep.platform import CATALOG, EXPORT, METRICS, REGISTRY
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class KeyReader:
         for rule in rules:
             if "to" not in rule or rule.get("map") or "each" in rule:
                 continue
-            path = _output_path(rule, tenant_id)
+            path = output_path(rule, tenant_id)
             chain = rule.get("transform") or []
             chain = [chain] if isinstance(chain, str) else chain
             if "from" in rule and set(chain) <= _COPYING | {"timestamp"} and rule["from"] not in self.readers:
@@ -152,7 +152,7 @@ class KeyReader:
         value = _at(entity, path)
         if value is None or isinstance(value, (dict, list)):
             return []
-        text = _string(value)
+        text = as_text(value)
         return _timestamp_spellings(text) if timestamp else [text]
 
     def _concat_readers(self, rule: dict, path: tuple[str, ...]) -> None:
@@ -192,7 +192,7 @@ class KeyReader:
             chosen = dict(zip(options, combination, strict=True))
             parts = [self.mapping.stream if s == "$stream" else chosen[s] if isinstance(s, str) else s["value"]
                      for s in self.sources]  # fmt: skip
-            if _hash(parts) == entity.get("_id"):
+            if hash_parts(parts) == entity.get("_id"):
                 return chosen, True
         return first, False
 

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_adobe_aep.conversion import DATE_PARSERS, GUARDRAIL_BYTES, ConversionSpec, Failure, InvalidInputRecord
+from target_adobe_aep.conversion import (
+    DATE_PARSERS,
+    GUARDRAIL_BYTES,
+    AheadOfClock,
+    ConversionSpec,
+    Converted,
+    InvalidInputRecord,
+)
 from target_adobe_aep.dcs import REQUEST_OVERHEAD, RequestFill, pack
 from target_adobe_aep.dead_letter import private_file, serialized, write_all
 from target_adobe_aep.mapping import compile_mapping, missing_source_paths
@@ -84,9 +91,10 @@ class AEPSink(WorkerParsedDatesSink):
             self.logger.info("Stream '%s' is mapped to nothing (%s): its records are counted, not sent",
                              self.stream_name, self.mapping.origin)  # fmt: skip
             return
-        dataset_id, schema_id = target.destination(self.mapping.target)
+        _, schema_id = target.destination(self.mapping.target)
         target.profile_guardrail_kb[self.stream_name] = GUARDRAIL_BYTES[self.mapping.target] // 1024
-        self.envelope = target.envelope(dataset_id, schema_id)
+        self.envelope = target.envelope(self.mapping.target)
+        self.flow_id = target.flow_id(self.mapping.target)
         self._spec = ConversionSpec(
             key=uuid.uuid4().hex,
             stream=self.stream_name,
@@ -98,6 +106,7 @@ class AEPSink(WorkerParsedDatesSink):
             input_schema=self.schema if self.validate_schema else None,
             date_kinds=date_kinds,
             future_tolerance=datetime.timedelta(seconds=self.config["future_timestamp_tolerance_seconds"]),
+            dead_letter_future_timestamps=self.config["dead_letter_future_timestamps"],
             dead_letter_over_guardrail=self.config["dead_letter_over_profile_guardrail"],
         )
         target.conversions.prepare(self._spec)
@@ -174,7 +183,7 @@ class AEPSink(WorkerParsedDatesSink):
             self.tally_duplicate_merged(merged)
         keys, raws = list(pending), list(pending.values())
         del pending
-        conversions = self._target.conversions.submit(self._spec.key, raws)
+        conversions = self._target.conversions.submit(self._spec.key, raws, self._target.clock.utc_now())
         counts = {"received": received, "duplicates_merged": merged}
         hold = context["requests_full"]
         # Converted and published while the next records are read. This stream's batches go out in order, and
@@ -194,14 +203,19 @@ class AEPSink(WorkerParsedDatesSink):
     def _send_batch(
         self, keys: list, raws: list[bytes], conversions: list[Future], counts: dict[str, int], hold: bool
     ) -> None:
-        results: list[bytes | Failure] = [result for chunk in conversions for result in chunk.result()]
+        results: list[Converted] = [result for chunk in conversions for result in chunk.result()]
         sendable: list[tuple[bytes, bytes, Any]] = []
         dead: list[dict] = []
+        ahead = 0
         for key, raw, result in zip(keys, raws, results, strict=True):
-            if isinstance(result, bytes):
+            if isinstance(result, AheadOfClock):
+                ahead += 1
+                sendable.append((result.message, raw, key))
+            elif isinstance(result, bytes):
                 sendable.append((result, raw, key))
             else:
                 dead.append(self._dead(*result, raw))
+        counts = {**counts, "future_timestamps": ahead}
         if sendable:
             entity_bytes = sum(len(message) for message, _, _ in sendable) - self._envelope_bytes * len(sendable)
             self._message_bytes_per_record_byte = entity_bytes / sum(len(raw) for _, raw, _ in sendable)
@@ -232,9 +246,9 @@ class AEPSink(WorkerParsedDatesSink):
             cut = groups[-1][0] if groups else len(sendable)
             sendable, self._held = sendable[:cut], sendable[cut:]
         messages = [message for message, _, _ in sendable]
-        whole_requests_refused: list[str] = []
+        whole_requests_refused: list[tuple[str, int]] = []
         if messages:
-            result = self._target.publisher.publish(messages)
+            result = self._target.publisher.publish(messages, self.flow_id)
             for rejection in result.rejected:
                 message, raw, _ = sendable[rejection.index]
                 dead.append(self._dead(rejection.reason, self.envelope.entity(message), raw, rejection.http_status))
@@ -244,7 +258,7 @@ class AEPSink(WorkerParsedDatesSink):
         self._finish_batch(dead, counts, whole_requests_refused)
 
     def _finish_batch(
-        self, dead: list[dict], counts: dict[str, int], whole_requests_refused: Sequence[str] = ()
+        self, dead: list[dict], counts: dict[str, int], whole_requests_refused: Sequence[tuple[str, int]] = ()
     ) -> None:
         """Count the batch, stop the run if its refusals come from a setting (``rejections.py``), dead-letter them,
         then stop the run if too many were refused."""

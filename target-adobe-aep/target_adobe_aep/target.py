@@ -102,6 +102,7 @@ class StreamStats:
     sent: int = 0
     accepted: int = 0
     over_profile_guardrail: int = 0
+    future_timestamps: int = 0
     dead_lettered: int = 0
     written: int = 0
     requests: int = 0
@@ -138,7 +139,9 @@ class TargetAdobeAEP(Target):
             "inlet_url",
             "Streaming inlet URL, https://dcs.adobedc.net/collection/{inletId}; records go to its batch endpoint.",
         ),
-        _string("flow_id", "Dataflow id: sent as header.flowId and x-adobe-flow-id."),
+        _string("flow_id", "Dataflow id of destinations without their own: sent as header.flowId and x-adobe-flow-id."),
+        _string("profile_flow_id", "Dataflow id of the profile dataset's messages. Default: flow_id."),
+        _string("event_flow_id", "Dataflow id of the event dataset's messages. Default: flow_id."),
         th.Property(
             "inlet_auth_required",
             th.BooleanType,
@@ -192,8 +195,14 @@ class TargetAdobeAEP(Target):
             "future_timestamp_tolerance_seconds",
             th.IntegerType(minimum=0),
             default=300,
-            description="Seconds an event's timestamp may be ahead of this machine's clock and still be sent; later "
-            "ones are dead-lettered.",
+            description="Seconds an event's timestamp may be ahead of this machine's clock before it counts as a "
+            "future timestamp.",
+        ),
+        th.Property(
+            "dead_letter_future_timestamps",
+            th.BooleanType,
+            default=False,
+            description="Dead-letter events with a future timestamp instead of sending them (AEP takes them).",
         ),
         th.Property(
             "dead_letter_over_profile_guardrail",
@@ -387,7 +396,6 @@ class TargetAdobeAEP(Target):
         return Publisher(
             session=self.session,
             inlet_url=url,
-            flow_id=self.config.get("flow_id"),
             tokens=self.tokens if self.config["inlet_auth_required"] else None,
             max_request_bytes=self.config["max_request_bytes"],
             max_messages_per_second=float(self.config["max_messages_per_second"]),
@@ -431,10 +439,17 @@ class TargetAdobeAEP(Target):
         dataset_id, schema_id = self._required(f"{target}_dataset_id", f"{target}_schema_id")
         return dataset_id, schema_id
 
-    def envelope(self, dataset_id: str, schema_id: str) -> Envelope:
-        """The streaming message envelope of one destination."""
+    def flow_id(self, target: str) -> str | None:
+        """The dataflow of a mapping target's messages: ``{target}_flow_id``, else ``flow_id``. AEP's streaming
+        dataflows lead to one target connection, so one dataset, each (EN help/sources/tutorials/api/create/
+        streaming/http.md); provision makes one per destination."""
+        return self.config.get(f"{target}_flow_id") or self.config.get("flow_id")
+
+    def envelope(self, target: str) -> Envelope:
+        """The streaming message envelope of a mapping target (``profile`` or ``event``)."""
+        dataset_id, schema_id = self.destination(target)
         return Envelope(schema_id=schema_id, dataset_id=dataset_id, org_id=self.config.get("org_id"),
-                        flow_id=self.config.get("flow_id"), source=self.name)  # fmt: skip
+                        flow_id=self.flow_id(target), source=self.name)  # fmt: skip
 
     @functools.cached_property
     def preflight(self) -> Preflight:
@@ -589,6 +604,13 @@ class TargetAdobeAEP(Target):
                     "Stream '%s': %d record(s) over Profile's %d KB guardrail were sent: the data lake keeps them, "
                     "Real-Time Customer Profile drops them (dead_letter_over_profile_guardrail dead-letters them)",
                     stream, stats.over_profile_guardrail, self.profile_guardrail_kb[stream],
+                )  # fmt: skip
+            if stats.future_timestamps:
+                self.logger.warning(
+                    "Stream '%s': %d event(s) timestamped more than future_timestamp_tolerance_seconds=%d after this "
+                    "machine's clock were sent (AEP takes them; a clock or time zone upstream may be wrong; "
+                    "dead_letter_future_timestamps dead-letters them)",
+                    stream, stats.future_timestamps, self.config["future_timestamp_tolerance_seconds"],
                 )  # fmt: skip
         if "dead_letter" in self.__dict__ and self.dead_letter.count:
             self.logger.warning("%d record(s) dead-lettered to %s", self.dead_letter.count, self.dead_letter.path)

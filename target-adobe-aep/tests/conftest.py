@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 import ssl
@@ -70,7 +71,9 @@ class Output(io.StringIO):
 
 class FakeClock(Clock):
     """The run's clock moved only by its waits and by ``advance``: waits take no time, and still end in
-    ``Interrupted`` once the clock is stopped."""
+    ``Interrupted`` once the clock is stopped. Its time of day starts at ``START``."""
+
+    START = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 
     def __init__(self) -> None:
         super().__init__()
@@ -80,6 +83,9 @@ class FakeClock(Clock):
 
     def now(self) -> float:
         return self.time
+
+    def utc_now(self) -> datetime.datetime:
+        return self.START + datetime.timedelta(seconds=self.time - 1000.0)
 
     def sleep(self, seconds: float) -> None:
         if self.stopped:
@@ -183,8 +189,10 @@ class Handler(BaseHTTPRequestHandler):
 
     server: LoopbackServer
 
+    body = b""
+
     def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.hits.append(self.path)
         status, headers, body = self.server.answer(self)
         self.send_response(status)

@@ -110,7 +110,7 @@ def publisher(
         "max_concurrency": 4,
         **overrides,
     }
-    return Publisher(session=session, inlet_url=f"{server.base_url}/collection/{inlet}", flow_id=None,
+    return Publisher(session=session, inlet_url=f"{server.base_url}/collection/{inlet}",
                      tokens=tokens if auth else None, retry=retry, **settings)  # fmt: skip
 
 

@@ -136,9 +136,9 @@ def test_401_from_the_inlet_triggers_one_refresh_and_retry(aep: Aep, monkeypatch
     published = threading.Event()
     publish = Publisher.publish
 
-    def publish_and_tell(self: Publisher, messages: list[bytes]) -> PublishResult:
+    def publish_and_tell(self: Publisher, messages: list[bytes], flow_id: str | None = None) -> PublishResult:
         try:
-            return publish(self, messages)
+            return publish(self, messages, flow_id)
         finally:
             published.set()
 

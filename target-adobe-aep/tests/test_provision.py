@@ -5,6 +5,7 @@ unknown are not repeated."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,13 @@ from conftest import SAMPLES, Aep, admin, stream_messages, write_config
 from target_adobe_aep.admin import cli
 
 EMPTY = pytest.mark.adobe(provisioned=False)
-# What provision makes for the presets: a field group, a schema, a dataset and a target connection per destination,
-# the custom identity namespace, one inlet with its source connection, and one dataflow.
+# What provision makes for the presets: the custom identity namespace, one inlet (base connection), and per destination
+# a field group, a schema, a dataset, a source and a target connection and a dataflow.
 MADE = {"fieldGroups": 2, "schemas": 2, "descriptors": 0, "namespaces": 1, "dataSets": 2, "connections": 1,
-        "sourceConnections": 1, "targetConnections": 2, "flows": 1}  # fmt: skip
+        "sourceConnections": 2, "targetConnections": 2, "flows": 2}  # fmt: skip
 NOTHING = dict.fromkeys(MADE, 0)
-SETTINGS = ("inlet_url", "flow_id", "profile_dataset_id", "profile_schema_id", "event_dataset_id", "event_schema_id")
+SETTINGS = ("inlet_url", "flow_id", "profile_flow_id", "event_flow_id", "profile_dataset_id", "profile_schema_id",
+            "event_dataset_id", "event_schema_id")  # fmt: skip
 
 
 def provisioning_config(aep: Aep, **overrides: object) -> str:
@@ -54,8 +56,10 @@ def test_plan_changes_nothing_and_names_each_call(aep: Aep) -> None:
         ("schema 'Capillary Loyalty Events'", "POST /data/foundation/schemaregistry/tenant/schemas"),
         ("dataset 'Capillary Loyalty Events'", "POST /data/foundation/catalog/dataSets"),
         ("streaming connection 'Capillary Loyalty HTTP API'", "POST /data/foundation/flowservice/connections"),
+        ("source connection 'Capillary Loyalty Events source'", "POST /data/foundation/flowservice/sourceConnections"),
         ("target connection 'Capillary Loyalty Profile target'", "POST /data/foundation/flowservice/targetConnections"),
-        ("dataflow 'Capillary Loyalty dataflow'", "POST /data/foundation/flowservice/flows"),
+        ("dataflow 'Capillary Loyalty Profile dataflow'", "POST /data/foundation/flowservice/flows"),
+        ("dataflow 'Capillary Loyalty Events dataflow'", "POST /data/foundation/flowservice/flows"),
     ]:
         index = lines.index(f"create       {what}")
         assert lines[index + 1].startswith(f"  by {call}  ("), lines[index + 1]
@@ -69,7 +73,7 @@ def test_provision_makes_everything_once_and_the_target_then_delivers_every_reco
     first = invoke("provision", "--config", provisioning_config(aep), "--write-config", str(settings_file))
     assert first.exit_code == 0, first.output
     assert objects(aep) == MADE
-    assert "Created 12 and changed 0 object(s). Settings to use:" in first.output
+    assert "Created 14 and changed 0 object(s). Settings to use:" in first.output
     assert first.output.rstrip().endswith("The configuration works.")  # check ran with the new settings
     settings = json.loads(settings_file.read_text())
     assert settings["tenant_id"] == "capillarydemo"
@@ -77,7 +81,12 @@ def test_provision_makes_everything_once_and_the_target_then_delivers_every_reco
     (connection,) = sandbox.connections.values()
     assert settings["inlet_url"] == f"{aep.server.base_url}/collection/{connection['auth']['params']['inletId']}"
     assert connection["auth"]["params"]["authenticationRequired"] is True  # inlet_auth_required's default
-    assert sandbox.flows[settings["flow_id"]]["targetConnectionIds"] == list(sandbox.target_connections)
+    assert "flow_id" not in settings  # a dataflow per destination, each leading to its dataset
+    for kind in ("profile", "event"):
+        flow = sandbox.flows[settings[f"{kind}_flow_id"]]
+        ((source,), (target,)) = flow["sourceConnectionIds"], flow["targetConnectionIds"]
+        assert sandbox.source_connections[source]["baseConnectionId"] == connection["id"]
+        assert sandbox.target_connections[target]["params"]["dataSetId"] == settings[f"{kind}_dataset_id"]
     made = len(writes(aep))
 
     second = invoke("provision", "--config", provisioning_config(aep))
@@ -96,6 +105,42 @@ def test_provision_makes_everything_once_and_the_target_then_delivers_every_reco
     sent = sum(stats.sent for stats in run.target.stats.values())
     assert sum(c["accepted"] for c in counts.values()) == sent > 0
     assert all(c["failed"] == 0 for c in counts.values())
+
+
+@EMPTY
+def test_meltano_config_warns_of_each_variable_that_would_override_a_stored_setting(aep: Aep) -> None:
+    """Meltano gives environment variables and the project's .env precedence over meltano.yml: a placeholder left
+    there would replace what provision stores. Variables that came from `meltano invoke` itself (it also passes
+    MELTANO_LOAD_<SETTING>) are the settings' own values."""
+    project = aep.tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text(
+        "TARGET_ADOBE_AEP_CLIENT_SECRET=not-provisioned\n"
+        "TARGET_ADOBE_AEP_INLET_URL=https://dcs.adobedc.net/collection/<inletId>\n"
+        "TARGET_ADOBE_AEP_EVENT_FLOW_ID=\n"  # empty: it still overrides
+        "# TARGET_ADOBE_AEP_EVENT_DATASET_ID=   filled by provision\n"
+        "TARGET_ADOBE_AEP_TENANT_ID\n"  # no "=": sets nothing
+    )
+    env = {"MELTANO_PROJECT_ROOT": str(project), "TARGET_ADOBE_AEP_PROFILE_SCHEMA_ID": "placeholder",
+           "TARGET_ADOBE_AEP_EVENT_SCHEMA_ID": "passed", "MELTANO_LOAD_EVENT_SCHEMA_ID": "passed"}  # fmt: skip
+    args = [
+        "provision",
+        "--config",
+        provisioning_config(aep),
+        "--meltano-config",
+        "--meltano-bin",
+        shutil.which("true"),
+    ]
+    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("WARNING: ")]
+    tail = "just stored: Meltano gives environment variables, its .env included, precedence over meltano.yml; " \
+           "remove it, or runs use its value"  # fmt: skip
+    assert warnings == [
+        f"WARNING: TARGET_ADOBE_AEP_INLET_URL in {project / '.env'} overrides the inlet_url {tail}",
+        f"WARNING: the environment variable TARGET_ADOBE_AEP_PROFILE_SCHEMA_ID overrides the profile_schema_id {tail}",
+        f"WARNING: TARGET_ADOBE_AEP_EVENT_FLOW_ID in {project / '.env'} overrides the event_flow_id {tail}",
+    ]
 
 
 @EMPTY
@@ -184,4 +229,4 @@ def test_against_the_pre_provisioned_emulator_provision_finds_its_schemas_and_da
     for kind, title in (("profile", "Profile"), ("event", "Events")):
         dataset = aep.config[f"{kind}_dataset_id"]
         assert f"exists       dataset 'Capillary Loyalty {title}'  {dataset}" in result.output
-    assert "Created 5 and changed 0 object(s)." in result.output  # the connections and the dataflow
+    assert "Created 7 and changed 0 object(s)." in result.output  # the connections and the dataflows

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Aep, record_message, schema_message, state_message
+from conftest import Aep, FakeClock, record_message, schema_message, state_message
 from singer_sdk.sinks import Sink
 from test_target import transactions
 
@@ -80,10 +80,11 @@ def test_conversion_parses_timestamps_as_the_sdk_does(aep: Aep) -> None:
         parsed = copy.deepcopy(sample)
         Sink._parse_timestamps_in_record(sink, parsed, sink.schema, sink.datetime_error_treatment)
         assert isinstance(parsed["billed_at"], datetime.datetime)
-        assert converter.message(serialized(sample)) == sink.envelope.wrap(orjson.dumps(sink.mapping.convert(parsed)))
+        expected = sink.envelope.wrap(orjson.dumps(sink.mapping.convert(parsed)))
+        assert converter.message(serialized(sample), FakeClock.START) == expected
     invalid = {**transactions(1)[0], "billed_at": "not a time"}
     with pytest.raises(InvalidInputRecord, match="Could not parse value 'not a time' for field 'billed_at'"):
-        converter.message(serialized(invalid))
+        converter.message(serialized(invalid), FakeClock.START)
 
 
 def test_public_hooks_the_target_relies_on(aep: Aep, caplog: pytest.LogCaptureFixture) -> None:

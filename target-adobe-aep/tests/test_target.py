@@ -22,6 +22,7 @@ import pytest
 from conftest import (
     SAMPLES,
     Aep,
+    FakeClock,
     Handler,
     base_url,
     record_message,
@@ -216,11 +217,38 @@ def test_zero_max_rejected_records_sets_no_limit_on_the_number(aep: Aep) -> None
 
 
 def test_a_request_refused_whole_for_one_reason_is_systemic() -> None:
-    """Every message of a request refused for one reason DCS does not document as an envelope error."""
+    """Every message of a request of FIRST_RECORDS or more refused for one reason DCS does not document as an
+    envelope error; a smaller request refused whole is a few records' own problem."""
     guard = RejectionGuard(tenant_id="acme", max_records=0, max_percent=50)
     guard.check_batch("coupons", "event", ["DCS: a"], outcomes=5, whole_requests=[])  # one record's own problem
-    with pytest.raises(SystemicRejection, match=r"refused every message of a request .*check mappings\.coupons"):
-        guard.check_batch("coupons", "event", ["DCS: quota"] * 3, outcomes=3, whole_requests=["DCS: quota"])
+    guard.check_batch("coupons", "event", ["DCS: b"] * 9, outcomes=9, whole_requests=[("DCS: b", 9)])
+    with pytest.raises(SystemicRejection, match=r"refused all 10 messages of a request .*check mappings\.coupons"):
+        guard.check_batch("coupons", "event", ["DCS: quota"] * 10, outcomes=10, whole_requests=[("DCS: quota", 10)])
+
+
+def test_a_small_request_refused_for_one_data_reason_is_dead_lettered_and_the_run_goes_on(aep: Aep) -> None:
+    """The stream's last request holds two bills with the same malformed currency, which the inlet refuses with one
+    reason: their own data, not a setting, so they are dead-lettered and the run goes on."""
+    reason = "currencyCode: RUPEES does not match ^[A-Z]{3}$"
+
+    def inlet(handler: Handler) -> tuple[int, dict[str, str], bytes]:
+        messages = orjson.loads(handler.body)["messages"]
+        currencies = [m["body"]["xdmEntity"]["commerce"]["order"]["currencyCode"] for m in messages]
+        responses = [{"xactionId": f"x-{i}"} if code != "RUPEES" else {"statusCode": 400, "message": reason}
+                     for i, code in enumerate(currencies)]  # fmt: skip
+        return 207, {"Content-Type": "application/json"}, orjson.dumps({"responses": responses})
+
+    records = transactions(12, bad_currency={10, 11})
+    with serving(inlet) as server:
+        inlet_url = f"{base_url(server)}/collection/{aep.server.config.auth_inlet_id}"
+        run = aep.run(stream_messages("transactions", records, {"t": 12}), batch_size_rows=10, validate_xdm=False,
+                      preflight=False, inlet_url=inlet_url)  # fmt: skip
+    assert len(server.hits) == 2  # the second request holds only the two refused bills
+    assert run.states == [{"t": 12}]
+    dead = aep.dead_letters()
+    assert sorted(d["key"]["transaction_id"] for d in dead) == [100_010, 100_011]
+    assert {d["reason"] for d in dead} == {f"DCS: {reason}"}
+    assert run.target.stats["transactions"].accepted == 10
 
 
 def oversized_bill() -> dict:
@@ -253,19 +281,51 @@ def test_events_over_profiles_guardrail_can_be_dead_lettered(aep: Aep) -> None:
     assert run.target.stats["transactions"].sent == 0
 
 
-def test_future_timestamps_within_the_allowance_are_sent(aep: Aep) -> None:
-    """A tap's clock a little ahead of this machine's must not cost events; far in the future is an error."""
-    now = datetime.datetime.now(datetime.UTC)
-    ahead, far = transactions(2)
-    ahead["billed_at"] = (now + datetime.timedelta(seconds=60)).isoformat()
-    far["billed_at"] = (now + datetime.timedelta(days=1)).isoformat()
-    run = aep.run(stream_messages("transactions", [ahead, far], {"t": 1}), future_timestamp_tolerance_seconds=600)
+def future_bills() -> tuple[dict, dict, dict]:
+    """Bills timestamped before, just within and beyond 300 s (the default tolerance) after ``FakeClock.START``."""
+    past, within, beyond = transactions(3)
+    for record, seconds in ((past, -86_400), (within, 300), (beyond, 301)):
+        record["billed_at"] = (FakeClock.START + datetime.timedelta(seconds=seconds)).isoformat()
+    return past, within, beyond
+
+
+def test_future_timestamps_are_sent_and_counted(aep: Aep, caplog: pytest.LogCaptureFixture) -> None:
+    """AEP takes an event timestamped in the future (README "Validate"): it is sent; one beyond the tolerance for
+    clock skew is counted, with one WARNING."""
+    caplog.set_level(logging.INFO)
+    bills = future_bills()
+    run = aep.run(stream_messages("transactions", bills, {"t": 1}), clock=FakeClock())
     assert run.states == [{"t": 1}]
-    (stored,) = aep.stored(aep.config["event_dataset_id"])
-    assert stored["commerce"]["order"]["purchaseID"] == ahead["bill_number"]
+    assert aep.dead_letters() == []
+    stored = {e["commerce"]["order"]["purchaseID"] for e in aep.stored(aep.config["event_dataset_id"])}
+    assert stored == {bill["bill_number"] for bill in bills}
+    stats = run.target.stats["transactions"]
+    assert (stats.accepted, stats.future_timestamps) == (3, 1)
+    assert "future_timestamps=1" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w for w in warnings if "future_timestamp_tolerance_seconds=300" in w] == [
+        "Stream 'transactions': 1 event(s) timestamped more than future_timestamp_tolerance_seconds=300 after this "
+        "machine's clock were sent (AEP takes them; a clock or time zone upstream may be wrong; "
+        "dead_letter_future_timestamps dead-letters them)"
+    ]
+
+
+def test_future_timestamps_can_be_dead_lettered(aep: Aep) -> None:
+    past, within, beyond = future_bills()
+    run = aep.run(stream_messages("transactions", [past, within, beyond], {"t": 1}), clock=FakeClock(),
+                  dead_letter_future_timestamps=True, future_timestamp_tolerance_seconds=600)  # fmt: skip
+    assert run.states == [{"t": 1}]
+    assert aep.dead_letters() == []  # 301 s ahead is within a 600 s tolerance
+    run = aep.run(stream_messages("transactions", [past, within, beyond], {"t": 2}), clock=FakeClock(),
+                  dead_letter_future_timestamps=True)  # fmt: skip
+    assert run.states == [{"t": 2}]
     (dead,) = aep.dead_letters()
-    assert "in the future" in dead["reason"]
-    assert dead["key"] == {"transaction_id": far["transaction_id"]}
+    assert dead["key"] == {"transaction_id": beyond["transaction_id"]}
+    assert dead["reason"] == (
+        "future timestamp: the ExperienceEvent timestamp '2030-01-01T00:05:01Z' is later than 2030-01-01T00:05:00Z "
+        "(now + future_timestamp_tolerance_seconds; dead_letter_future_timestamps)"
+    )
+    assert run.target.stats["transactions"].future_timestamps == 0
 
 
 def test_same_record_gets_the_same_id_on_every_run_and_duplicates_in_a_batch_collapse(aep: Aep) -> None:
@@ -279,6 +339,49 @@ def test_same_record_gets_the_same_id_on_every_run_and_duplicates_in_a_batch_col
     amounts = [e["commerce"]["order"]["priceTotal"] for e in aep.stored(aep.server.config.event_dataset_id)]
     assert amounts.count(200.0) == 2
     assert amounts.count(128.0) == 6
+
+
+def flows_seen(aep: Aep, **settings: str) -> set[tuple[str, str, str, str]]:
+    """Run customers (profile) and transactions (event) through an inlet that records, per message, its endpoint,
+    its request's x-adobe-flow-id, and its header's datasetId and flowId; preflight probes the same inlet."""
+    seen: set[tuple[str, str, str, str]] = set()
+
+    def inlet(handler: Handler) -> tuple[int, dict[str, str], bytes]:
+        body = orjson.loads(handler.body)
+        single = "/collection/batch/" not in handler.path
+        for message in [body] if single else body["messages"]:
+            header = message["header"]
+            endpoint = "probe" if single else "batch"
+            seen.add((endpoint, handler.headers.get("x-adobe-flow-id"), header["datasetId"], header.get("flowId")))
+        if single:  # the probe's entity is invalid: refused by synchronous validation, as AEP does
+            return 400, {}, b'{"report": {"message": "invalid", "cause": {"_streamingValidation": []}}}'
+        responses = [{"xactionId": f"x-{i}"} for i in range(len(body["messages"]))]
+        return 207, {"Content-Type": "application/json"}, orjson.dumps({"responses": responses})
+
+    messages = [*stream_messages("customers", SAMPLES["customers"]), *stream_messages("transactions", transactions(2))]
+    with serving(inlet) as server:
+        inlet_url = f"{base_url(server)}/collection/{aep.server.config.auth_inlet_id}"
+        run = aep.run([*messages, state_message({"t": 1})], inlet_url=inlet_url, **settings)
+    assert run.states == [{"t": 1}]
+    return seen
+
+
+def test_each_destination_names_its_own_dataflow(aep: Aep) -> None:
+    """A streaming dataflow leads to one dataset: the profile and event messages, and the preflight probes, carry
+    the flow id of their destination in header.flowId and x-adobe-flow-id."""
+    profile, event = aep.config["profile_dataset_id"], aep.config["event_dataset_id"]
+    seen = flows_seen(aep, profile_flow_id="flow-p", event_flow_id="flow-e")
+    expected = {(endpoint, flow, dataset, flow) for endpoint in ("probe", "batch")
+                for flow, dataset in (("flow-p", profile), ("flow-e", event))}  # fmt: skip
+    assert seen == expected
+
+
+def test_flow_id_is_the_dataflow_of_destinations_without_their_own(aep: Aep) -> None:
+    profile, event = aep.config["profile_dataset_id"], aep.config["event_dataset_id"]
+    seen = flows_seen(aep, event_flow_id="flow-e")
+    fallback = aep.config["flow_id"]
+    assert {(flow, dataset) for _, flow, dataset, _ in seen} == {(fallback, profile), ("flow-e", event)}
+    assert all(header == flow for _, flow, _, header in seen)
 
 
 def test_dry_run_converts_and_validates_but_sends_nothing(aep: Aep) -> None:
@@ -454,9 +557,9 @@ def test_batches_drain_by_bytes_into_full_requests_and_state_waits_for_them(
     drains: list[list[int]] = []
     publish = Publisher.publish
 
-    def recording_publish(self: Publisher, messages: list[bytes]) -> PublishResult:
+    def recording_publish(self: Publisher, messages: list[bytes], flow_id: str | None = None) -> PublishResult:
         drains.append([len(m) for m in messages])
-        return publish(self, messages)
+        return publish(self, messages, flow_id)
 
     monkeypatch.setattr(Publisher, "publish", recording_publish)
     written: list[tuple[dict, int]] = []
@@ -526,9 +629,9 @@ def test_a_held_message_never_shares_a_publish_with_a_newer_version_of_its_recor
     published: list[list[str]] = []
     publish = Publisher.publish
 
-    def recording_publish(self: Publisher, messages: list[bytes]) -> PublishResult:
+    def recording_publish(self: Publisher, messages: list[bytes], flow_id: str | None = None) -> PublishResult:
         published.append([orjson.loads(m)["body"]["xdmEntity"]["_id"] for m in messages])
-        return publish(self, messages)
+        return publish(self, messages, flow_id)
 
     monkeypatch.setattr(Publisher, "publish", recording_publish)
     records = transactions(27)
@@ -707,10 +810,10 @@ def test_a_schema_change_never_lets_an_older_version_overtake_a_newer_one(
     published: list[float] = []
     publish = Publisher.publish
 
-    def recording_publish(self: Publisher, messages: list[bytes]) -> PublishResult:
+    def recording_publish(self: Publisher, messages: list[bytes], flow_id: str | None = None) -> PublishResult:
         entities = [json.loads(m)["body"]["xdmEntity"]["commerce"]["order"] for m in messages]
         published.extend(e["priceTotal"] for e in entities if e["purchaseID"] == "B-0")
-        return publish(self, messages)
+        return publish(self, messages, flow_id)
 
     monkeypatch.setattr(Publisher, "publish", recording_publish)
     old, other = transactions(2)

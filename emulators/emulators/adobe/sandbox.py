@@ -19,7 +19,10 @@ checked the way the docs describe, and refused with the documented error where t
   changing a field's type) are refused (same guide, "When does a schema start preventing breaking changes?");
 - a dataset with ``unifiedProfile``/``unifiedIdentity`` tags needs a ``union`` schema ("To enable profile datasets
   the schema should be valid");
-- connections, source and target connections and flows must name the documented specs and existing objects.
+- connections, source and target connections and flows must name the documented specs and existing objects; a
+  streaming dataflow has one source and one target connection, as the docs make every one (EN
+  help/sources/tutorials/api/create/streaming/http.md; its UI guide picks one dataset per dataflow): no doc shows a
+  list of several, so one is refused.
 
 Ids have the documented shapes: ``https://ns.adobe.com/{TENANT}/mixins|schemas/<48 hex>``, 24-hex dataset ids,
 UUIDs for Flow Service objects, 64-hex inlet ids.
@@ -572,6 +575,8 @@ class Sandbox:
             ids = body.get(key)
             if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i in objects for i in ids):
                 raise bad_request(f"flow: '{key}' must list existing {key.removesuffix('Ids')}s, got {ids!r}")
+            if len(ids) > 1:  # the docs' streaming dataflows have one of each: one dataset per dataflow
+                raise bad_request(f"flow: a streaming dataflow takes one {key.removesuffix('Ids')}, got {len(ids)}")
         return self._created(self.flows, body, {})
 
     @staticmethod
