@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import time
 
 import pytest
 import requests
 from test_capillary_support import DOC_BASIC_AUTH, DOC_BASIC_MD5, basic_auth, token
 
+from emulators.capillary.api import AUTH
 from emulators.capillary.doc_samples import sample_bytes
 
 ENTITIES = "/v1.1/organization/entities?type=STORE"
@@ -77,12 +77,14 @@ def test_basic_auth_worked_example_from_the_docs(capillary_emulator):
     assert requests.get(url, headers={"Authorization": basic_auth("store123", "Pass123")}, timeout=5).status_code == 200
 
 
-@pytest.mark.capillary(token_ttl_seconds=0.5)
 def test_token_expires_after_its_ttl(capillary_emulator):
+    now = [1_700_000_000.0]  # the token store's clock, moved by hand
+    capillary_emulator.app[AUTH].now = lambda: now[0]
     headers = {"X-CAP-API-OAUTH-TOKEN": token(capillary_emulator)}
     url = capillary_emulator.base_url + ENTITIES
+    now[0] += 299
     assert requests.get(url, headers=headers, timeout=5).status_code == 200
-    time.sleep(0.6)
+    now[0] += 1  # the default ttl, 300 s, is over
     response = requests.get(url, headers=headers, timeout=5)
     assert response.status_code == 401
     status = response.json()["response"]["status"]
