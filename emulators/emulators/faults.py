@@ -27,7 +27,7 @@ ADMIN_PREFIX = "/_emulator"
 
 # App keys the emulators set so the shared middleware can speak their dialect.
 FAULT_PROFILE = web.AppKey("fault_profile", "FaultProfile")
-ERROR_BODY = web.AppKey("error_body", Callable[[int], dict])
+ERROR_BODY = web.AppKey("error_body", Callable[[int, str], dict])  # (status, path) -> body
 ENVELOPE_BODY = web.AppKey("envelope_body", Callable[[str], bytes])
 REVOKE_TOKENS = web.AppKey("revoke_tokens", Callable[[], None])
 TOTALS = ("omit", "understate", "overstate")
@@ -171,7 +171,7 @@ class FaultProfile:
         return None
 
 
-def default_error_body(status: int) -> dict:
+def default_error_body(status: int, path: str) -> dict:
     return {"status": status, "message": f"emulated fault {status}"}
 
 
@@ -201,7 +201,7 @@ async def fault_middleware(
     if decision.status is not None and decision.redirect_to and 300 <= decision.status < 400:
         return web.Response(status=decision.status, headers={"Location": decision.redirect_to})
     if decision.status is not None:
-        body = request.app.get(ERROR_BODY, default_error_body)(decision.status)
+        body = request.app.get(ERROR_BODY, default_error_body)(decision.status, request.path)
         headers = {}
         if decision.status in (429, 503):
             headers["Retry-After"] = str(max(0, round(decision.retry_after)))

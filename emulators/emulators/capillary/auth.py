@@ -16,9 +16,11 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from emulators.capillary.dialects import TOKEN_PATH, token_refused_body
 from emulators.faults import ADMIN_PREFIX
 
-TOKEN_PATH = "/v3/oauth/token/generate"
+__all__ = ["TOKEN_HEADER", "TOKEN_PATH", "Authenticator", "auth_middleware"]
+
 TOKEN_HEADER = "X-CAP-API-OAUTH-TOKEN"
 
 
@@ -75,14 +77,6 @@ class Authenticator:
         return None
 
 
-def unauthorized_body(path: str, code: int, message: str) -> dict:
-    """A refusal in the dialect of the API generation the path belongs to: v1.1 as the authorization-flow
-    page prints it (string code; ``success`` there says "true", here "false"), else v2's ``errors[]``."""
-    if path.startswith("/v1.1/"):
-        return {"response": {"status": {"success": "false", "code": str(code), "message": message}}}
-    return {"errors": [{"status": False, "code": code, "message": message}], "warnings": []}
-
-
 def auth_middleware(authenticator: Authenticator) -> Callable:
     @web.middleware
     async def middleware(
@@ -92,7 +86,7 @@ def auth_middleware(authenticator: Authenticator) -> Callable:
             return await handler(request)
         problem = authenticator.check(request)
         if problem is not None:
-            return web.json_response(unauthorized_body(request.path, *problem), status=401)
+            return web.json_response(token_refused_body(request.path, *problem), status=401)
         return await handler(request)
 
     return middleware
