@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from importlib import resources
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from singer_sdk import SchemaDirectory, StreamSchema
@@ -24,6 +24,9 @@ from tap_capillary.pagination import (
 )
 from tap_capillary.sdk_adapter import WindowBookmarksStream
 from tap_capillary.windows import Pass, Window, complete_window, plan_pass
+
+if TYPE_CHECKING:
+    from tap_capillary.tap import TapCapillary
 
 SCHEMAS = SchemaDirectory(resources.files("tap_capillary") / "schemas")
 
@@ -367,13 +370,16 @@ class CouponsStream(V11BatchStream):
 
 
 class TransactionsStream(CustomerDataStream):
-    """Bills from ``v2/customers/{id}/transactions`` (points, store, tenders), line items from
-    ``v2/transactions/{id}``. The listing filters on billing time but a bill can be updated later,
-    so a customer's whole listing is read and filtered on ``updated_at``.
+    """Bills from ``v2/customers/{id}/transactions`` (store, tenders), line items from ``v2/transactions/{id}``.
+    The listing filters on billing time but a bill can be updated later, so a customer's whole listing is read
+    and filtered on ``updated_at``.
 
     The listing's tables document no ``autoUpdateTime``: a bill's update time is the listing's
     ``autoUpdateTime`` or ``attribution.modifiedDate`` (``embed=ATTRIBUTION``), else the detail call's, else
     its billing time. Bills placed from the listing are filtered before their detail call; the others after.
+
+    No v2 bill response documents a currency or the contents of ``billPoints``: the currency is the billing
+    store's base currency (``StoreLookupStream``); points are left null (the points ledger has them).
     """
 
     name = "transactions"
@@ -391,7 +397,7 @@ class TransactionsStream(CustomerDataStream):
             "offset": next_page_token or 0,
             "sortBy": "BILLING_TIME",
             "sortOrder": "ASC",
-            "embed": "BILL_POINTS,BILL_STORE_DETAILS,ATTRIBUTION,PAYMENT_MODES,BILL_CF,BILL_EF",
+            "embed": "BILL_STORE_DETAILS,ATTRIBUTION,PAYMENT_MODES,BILL_CF,BILL_EF",
         }
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
@@ -433,9 +439,6 @@ class TransactionsStream(CustomerDataStream):
         bill_details = detail.get("billDetails") or {}
         store = bill.get("billingStore") or bill_details.get("billingStore") or {}
         till = (bill.get("attribution") or detail.get("attribution") or {}).get("createdBy") or {}
-        points = (bill.get("billPoints") or {}).get("aggregatedBillPoints") or {}
-        issued = sum(number(points.get(k)) or 0 for k in ("regularPoints", "promotionalPoints")) if points else None
-        is_return = bill.get("type") == "RETURN"
         billed_at = bill.get("billingTime") or bill_details.get("billingTime")
         return {
             "transaction_id": int(bill["id"]),
@@ -450,17 +453,17 @@ class TransactionsStream(CustomerDataStream):
             "gross_amount": number(bill.get("grossAmount")),
             "discount": number(bill.get("discount")),
             "basket_size": number(detail.get("basketSize")),
-            "currency_code": text(bill.get("currencyCode") or detail.get("currencyCode")),
+            "currency_code": self.capillary_tap.store_lookup.currency(integer(store.get("id"))),
             "note": text(bill.get("notes")),
             "outlier_status": text(bill.get("outlierStatus")),
             "store_code": text(store.get("code")),
             "store_name": text(store.get("name")),
             "till_code": text(till.get("code")),
             "till_name": text(till.get("name")),
-            # A return bill's points come back negative: points taken back from the customer.
-            "points_issued": None if is_return or issued is None else issued,
+            # No documented v2 bill response carries the bill's points (README, Streams).
+            "points_issued": None,
             "points_redeemed": None,
-            "points_returned": -issued if is_return and issued is not None else None,
+            "points_returned": None,
             "line_items": [self.line_item(line) for line in detail.get("lineItems") or []],
             "payment_modes": [
                 {"mode": text(p.get("mode")), "amount": number(p.get("amount"))}
@@ -712,15 +715,70 @@ class RewardIssualsStream(CustomerDataStream):
         }
 
 
-class StoresStream(WindowedStream):
+class OrganizationEntitiesStream(CapillaryStream):
+    """``GET /v1.1/organization/entities``: the entities of a page, each read by its own ``item_status``."""
+
+    path = "/v1.1/organization/entities"
+    access_group = "Organization"
+
+    @staticmethod
+    def _entities(body: Any) -> list[dict]:
+        envelope = body.get("response") if isinstance(body, dict) else None
+        organization = envelope.get("organization") if isinstance(envelope, dict) else None
+        entities = organization.get("entities") if isinstance(organization, dict) else None
+        return [e for e in listed(entities, "entity") if isinstance(e, dict)]
+
+    def item_statuses(self, body: Any) -> list[Any]:
+        return [e["item_status"] for e in self._entities(body) if "item_status" in e]
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        self.records_at(response, "response", "organization")
+        for entity in self._entities(parse_json(response)):
+            if "item_status" not in entity or self.accept_item(
+                entity["item_status"], f"entity {entity.get('id')}", response
+            ):
+                yield entity
+
+
+def base_currency(entity: dict) -> str | None:
+    return text(((entity.get("currencies") or {}).get("base_currency") or {}).get("label"))
+
+
+class StoreLookupStream(OrganizationEntitiesStream):
+    """One store by ``id`` (a helper of ``transactions``, not in the catalog): no v2 bill response documents a
+    currency, so a bill's is its billing store's base currency. Lookups are cached for the run."""
+
+    name = "store_lookup"
+    schema = {"type": "object", "properties": {"store_id": {"type": "integer"}}}
+    primary_keys = ("store_id",)
+
+    def __init__(self, tap: TapCapillary) -> None:
+        super().__init__(tap=tap)
+        self._currencies: dict[int, str | None] = {}
+
+    def get_new_paginator(self) -> None:
+        return None
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        return {"format": "json", "type": "STORE", "id": context["store_id"]}
+
+    def currency(self, store_id: int | None) -> str | None:
+        """The base currency of the store, None when the API does not return that store."""
+        if store_id is None:
+            return None
+        if store_id not in self._currencies:  # two workers may look one store up at once: harmless
+            found = [e for e in self.request_records({"store_id": store_id}) if integer(e.get("id")) == store_id]
+            self._currencies[store_id] = base_currency(found[0]) if found else None
+        return self._currencies[store_id]
+
+
+class StoresStream(OrganizationEntitiesStream, WindowedStream):
     """Stores changed since the bookmark (``modified_since``, the one documented org-wide change filter)."""
 
     name = "stores"
-    path = "/v1.1/organization/entities"
     primary_keys = ("store_id",)
     replication_key = "updated_at"
     schema = StreamSchema(SCHEMAS)
-    access_group = "Organization"
 
     def get_new_paginator(self) -> EntityPaginator:
         return EntityPaginator(self.page_limit(ENTITIES_PAGE_MAX))
@@ -744,24 +802,6 @@ class StoresStream(WindowedStream):
             "modified_since": self.times.to_cluster(context["modified_since"]),
         }
 
-    @staticmethod
-    def _entities(body: Any) -> list[dict]:
-        envelope = body.get("response") if isinstance(body, dict) else None
-        organization = envelope.get("organization") if isinstance(envelope, dict) else None
-        entities = organization.get("entities") if isinstance(organization, dict) else None
-        return [e for e in listed(entities, "entity") if isinstance(e, dict)]
-
-    def item_statuses(self, body: Any) -> list[Any]:
-        return [e["item_status"] for e in self._entities(body) if "item_status" in e]
-
-    def parse_response(self, response: requests.Response) -> Iterable[dict]:
-        self.records_at(response, "response", "organization")
-        for entity in self._entities(parse_json(response)):
-            if "item_status" not in entity or self.accept_item(
-                entity["item_status"], f"entity {entity.get('id')}", response
-            ):
-                yield entity
-
     def record(self, e: dict) -> dict:
         return {
             "store_id": int(e["id"]),
@@ -774,7 +814,7 @@ class StoresStream(WindowedStream):
             "external_id_1": text(e.get("external_id_1")),
             "external_id_2": text(e.get("external_id_2")),
             "timezone": text(((e.get("timezones") or {}).get("base_timezone") or {}).get("label")),
-            "currency_code": text(((e.get("currencies") or {}).get("base_currency") or {}).get("label")),
+            "currency_code": base_currency(e),
             "language_locale": text(e.get("language_locale")),
             "country_code": text(e.get("country_code")),
             "updated_at": self.utc(e.get("last_updated_on")),

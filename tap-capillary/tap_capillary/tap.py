@@ -196,7 +196,7 @@ class TapCapillary(Tap):
         it (``functools.cached_property`` has no lock from Python 3.12: two rate limiters would halve the
         limit). Called by each stream on the main thread as it starts; idempotent."""
         _ = (self.transport, self.authenticator, self.item_errors, self.warnings, self.times)
-        _ = (self.run_started_at, self.transaction_details, self.changed_customers)
+        _ = (self.run_started_at, self.transaction_details, self.store_lookup, self.changed_customers)
 
     @cached_property
     def clock(self) -> Clock:
@@ -251,6 +251,10 @@ class TapCapillary(Tap):
     @cached_property
     def transaction_details(self) -> streams.TransactionDetailStream:
         return streams.TransactionDetailStream(tap=self)
+
+    @cached_property
+    def store_lookup(self) -> streams.StoreLookupStream:
+        return streams.StoreLookupStream(tap=self)
 
     @cached_property
     def changed_customers(self) -> ChangedCustomers:

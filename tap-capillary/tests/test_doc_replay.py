@@ -61,7 +61,8 @@ def doc_routes(**overrides: Reply | list[Reply]) -> dict[str, Reply | list[Reply
         "GET /v2/transactions/*": Reply("v2_transaction.json"),
         "GET /v2/pointsLedger/getCustomerLedgerInfo": Reply("v2_points_ledger.json"),
         "GET /api_gateway/rewards/core/v1/management/customer/*/issuals": Reply("rewards_issuals.json"),
-        "GET /v1.1/organization/entities": Reply("v11_organization_entities.json"),
+        "GET /v1.1/organization/entities?start_id=0": Reply("v11_organization_entities.json"),  # stores
+        "GET /v1.1/organization/entities": Reply("v11_organization_entities.json"),  # a bill's store, by id
     }
     assert set(overrides) <= set(routes), "overrides replace routes in place (the first matching route answers)"
     return {**routes, **overrides}
@@ -303,14 +304,14 @@ def transaction(**changes: Any) -> dict[str, Any]:
         "gross_amount": 110.0,
         "discount": 10.0,
         "basket_size": 10.0,
-        "currency_code": None,  # no v2 bill sample shows a currency
+        "currency_code": None,  # its billing store, 50006795, is not the organization/entities sample's 50156992
         "note": "this is test",
         "outlier_status": "NORMAL",
         "store_code": "storecode",
         "store_name": "webstore1",
         "till_code": "mobilepush.1",  # attribution.createdBy, a TILL
         "till_name": "mobilepush.1",
-        "points_issued": None,  # no billPoints
+        "points_issued": None,  # no documented v2 bill response has its points
         "points_redeemed": None,
         "points_returned": None,
         "line_items": [
@@ -512,7 +513,7 @@ LEDGER_ROUTE = "GET /v2/pointsLedger/getCustomerLedgerInfo"
 TRANSACTIONS_ROUTE = "GET /v2/customers/*/transactions"
 REWARDS_ROUTE = "GET /api_gateway/rewards/core/v1/management/customer/*/issuals"
 CUSTOMERS_ROUTE = "GET /v1.1/customer/get"
-ENTITIES_ROUTE = "GET /v1.1/organization/entities"
+ENTITIES_ROUTE = "GET /v1.1/organization/entities?start_id=0"
 COUPONS_ROUTE = "GET /v1.1/customer/coupons"
 TOKEN_ROUTE = "POST /v3/oauth/token/generate"
 
@@ -683,6 +684,17 @@ def test_alternate_currency_entries_keep_their_currency(tmp_path: Path) -> None:
 ATTRIBUTION = sample("v2_transaction.json")["attribution"]  # modifiedDate "2021-09-09T11:49:17+05:30"
 SINCE_2022 = {"bookmarks": {"transactions": {"replication_key": "updated_at",
                                              "replication_key_value": "2022-01-01T00:00:00+00:00"}}}  # fmt: skip
+
+
+def test_a_bills_currency_is_its_billing_stores(tmp_path: Path) -> None:
+    """No v2 bill response documents a currency: the bill's is its billing store's base currency, asked of
+    organization/entities by id (once per store and run). The listing's bill is put at the store of the entities
+    sample, 50156992, whose currency is INR."""
+    store = {**sample("v2_transaction.json")["billDetails"]["billingStore"], "id": 50156992}
+    run, server = replay(tmp_path, **{TRANSACTIONS_ROUTE: Reply(body=listing_of_detail_sample(billingStore=store))})
+    assert_records(run.records["transactions"], [transaction(currency_code="INR")])
+    lookups = [r.query for r in server.requests("/v1.1/organization/entities") if "id" in r.query]
+    assert lookups == [{"format": "json", "type": "STORE", "id": "50156992"}]
 
 
 @pytest.mark.parametrize("listed", [True, False], ids=["listing-has-modifiedDate", "detail-has-autoUpdateTime"])

@@ -730,6 +730,13 @@ def v11_org_entities(request: web.Request) -> tuple[dict, int]:
     if limit < 1:
         raise bad
     where, params = "type = ? AND id >= ?", [entity_type, start_id]
+    if query.get("id"):  # "pass each ID separating with ,"
+        try:
+            ids = [int(x) for x in query["id"].split(",")]
+        except ValueError:
+            raise v11_error(400, 400, "Invalid id") from None
+        where += f" AND id IN ({','.join('?' * len(ids))})"
+        params += ids
     if query.get("modified_since"):
         try:
             since = clock.parse_local(query["modified_since"], V11_DATE_FORMATS)
