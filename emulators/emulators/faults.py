@@ -6,7 +6,7 @@ decides what happens to it: added latency, a dropped connection, a revoked
 token, an error status (a 3xx one redirects to ``redirect_to``), a published
 envelope (an emulator's named error body, served with ``envelope_status``, HTTP
 200 by default), or misstated paging totals
-(``total``: the emulator omits, understates or overstates the totals of matching
+(``total``: the emulator omits, understates, overstates or drifts the totals of matching
 responses). Rates are probabilities in [0, 1]; ``max_faults`` bounds how many
 faults a rule injects, so a test can say "the next 2 calls fail". Paths under
 the admin prefix are never faulted.
@@ -30,7 +30,7 @@ FAULT_PROFILE = web.AppKey("fault_profile", "FaultProfile")
 ERROR_BODY = web.AppKey("error_body", Callable[[int, str], dict])  # (status, path) -> body
 ENVELOPE_BODY = web.AppKey("envelope_body", Callable[[str], bytes])
 REVOKE_TOKENS = web.AppKey("revoke_tokens", Callable[[], None])
-TOTALS = ("omit", "understate", "overstate")
+TOTALS = ("omit", "understate", "overstate", "drift")
 FAULT_DECISION = web.RequestKey("fault_decision", "FaultDecision")
 
 

@@ -129,3 +129,16 @@ def test_totals_are_misstated_in_every_dialect(api, how):
         assert rewards["pagingDto"]["last"] is False
         assert points_count > 1
         assert entities["pagination"]["total"] > len(entities["organization"]["entities"]["entity"])
+
+
+def test_drifting_totals_move_from_page_to_page(api):
+    """``drift``: page n of a v2 listing reports n more rows than there are; its first page tells the truth."""
+    customer = busiest(api.server, "transactions")
+    api.server.set_faults({"rules": [{"path": "/v2/customers/*", "total": "drift"}]})
+    true_total = api.get(f"/v2/customers/{customer}/transactions", limit=100).json()["pagination"]["total"]
+    assert true_total >= 3
+    totals = [
+        api.get(f"/v2/customers/{customer}/transactions", limit=1, offset=page).json()["pagination"]["total"]
+        for page in range(3)
+    ]
+    assert totals == [true_total, true_total + 1, true_total + 2]
