@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,7 +36,7 @@ LEDGER_PAGE_MAX = 100
 TRANSACTIONS_PAGE_MAX = 1000
 REWARDS_PAGE_MAX = 100
 REDEMPTIONS_PAGE_MAX = 100
-COUPONS_LIMIT = 1000  # customer/coupons has a limit but no offset
+COUPONS_LIMIT = 1000  # customer/coupons has a limit but no offset (README, Limits)
 # customer/redemptions parts: response key -> (list item key, redemption_type). Each part has its own
 # ``<part>_limit``/``<part>_start_id``/``<part>_count``, so one request reads both (no ``type``).
 REDEMPTION_PARTS = {"points": ("point", "POINTS"), "coupons": ("coupon", "COUPON")}
@@ -112,9 +113,12 @@ class WindowedStream(CapillaryStream, WindowBookmarksStream):
 
     def complete(self, window: Window) -> None:
         """Record a finished window and write it out as a STATE message (the SDK writes a state only when it
-        changed). Runs on the main thread after the SDK wrote every record the window yielded."""
+        changed). Runs on the main thread after the SDK wrote every record the window yielded. While every
+        customer of the stream so far failed alike, the STATE waits: for a customer read, or the stream's end
+        (``customer_outcome``)."""
         complete_window(self.stream_state, self.replication_key, self.pass_, window)
-        self.capillary_tap.state_writer.write_state(self.tap_state)
+        if not self.capillary_tap.customer_outcomes.all_failed(self.name):
+            self.capillary_tap.state_writer.write_state(self.tap_state)
 
 
 class CustomerDataStream(WindowedStream):
@@ -127,6 +131,8 @@ class CustomerDataStream(WindowedStream):
 
     #: Customers per request (endpoints taking a comma-separated id list).
     customers_per_request = 1
+    #: Whether ``parse_response`` counts each customer's outcome (v1.1 answers an item per customer).
+    counts_customer_items = False
 
     def get_records(self, context: Any) -> Iterable[dict]:
         self.capillary_tap.prepare_run()
@@ -142,6 +148,7 @@ class CustomerDataStream(WindowedStream):
                 self.complete(window)
         finally:
             self._fan_out_pool.shutdown(wait=True, cancel_futures=True)
+        self.capillary_tap.state_writer.write_state(self.tap_state)  # what ``complete`` held back, if anything
         self.log_item_errors()
 
     def fan_out(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
@@ -162,10 +169,14 @@ class CustomerDataStream(WindowedStream):
         try:
             records = self.read(customer_ids)
         except ItemUnavailableError as exc:
-            if len(customer_ids) > 1:
-                raise  # a request-level "customer not found" for a batch: which customer is unknown
+            if len(customer_ids) > 1:  # a request-level "not found" for a batch names no customer: one by one
+                self.logger.info("%s for %d customers at once; reading them one by one", exc, len(customer_ids))
+                return [record for one in customer_ids for record in self._read_customers([one])]
             self.item_error(exc.code, exc, f"customer {customer_ids[0]}")
+            self.customer_outcome(exc.code)
             return []
+        if not self.counts_customer_items:
+            self.customer_outcome(None)
         return [r for r in records if self.in_pass(r)]
 
     def read(self, customer_ids: list[int]) -> list[dict]:
@@ -190,6 +201,7 @@ class V11BatchStream(V11CustomersStream, CustomerDataStream):
     """v1.1 endpoints taking several customer ids; each returned customer names its id (``customer_id``)."""
 
     customers_per_request = V11_BATCH
+    counts_customer_items = True
 
     def get_new_paginator(self) -> None:
         return None
@@ -332,8 +344,9 @@ class CouponsStream(V11BatchStream):
 
     def customer_records(self, c: dict, customer_id: int) -> Iterable[dict]:
         coupons = listed(c.get("coupons"), "coupon")
-        if len(coupons) >= COUPONS_LIMIT:
-            self.logger.warning("Customer %s has %d+ coupons; older ones are not read", customer_id, COUPONS_LIMIT)
+        if len(coupons) >= COUPONS_LIMIT:  # customer/coupons has no offset: the older ones cannot be read
+            message = f"{COUPONS_LIMIT} coupons or more; only the {COUPONS_LIMIT} newest are read"
+            self.item_error("coupon_limit", message, f"customer {customer_id}")
         for k in coupons:
             redemptions: list[dict[str, Any]] = [
                 {
@@ -734,8 +747,8 @@ class OrganizationEntitiesStream(CapillaryStream):
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         self.records_at(response, "response", "organization")
         for entity in self._entities(parse_json(response)):
-            if "item_status" not in entity or self.accept_item(
-                entity["item_status"], f"entity {entity.get('id')}", response
+            if "item_status" not in entity or (
+                self.skipped_item(entity["item_status"], f"entity {entity.get('id')}", response) is None
             ):
                 yield entity
 
@@ -755,6 +768,7 @@ class StoreLookupStream(OrganizationEntitiesStream):
     def __init__(self, tap: TapCapillary) -> None:
         super().__init__(tap=tap)
         self._currencies: dict[int, str | None] = {}
+        self._lock = threading.Lock()  # one lookup per store: workers wait for it rather than repeat it
 
     def get_new_paginator(self) -> None:
         return None
@@ -766,10 +780,11 @@ class StoreLookupStream(OrganizationEntitiesStream):
         """The base currency of the store, None when the API does not return that store."""
         if store_id is None:
             return None
-        if store_id not in self._currencies:  # two workers may look one store up at once: harmless
-            found = [e for e in self.request_records({"store_id": store_id}) if integer(e.get("id")) == store_id]
-            self._currencies[store_id] = base_currency(found[0]) if found else None
-        return self._currencies[store_id]
+        with self._lock:
+            if store_id not in self._currencies:
+                found = [e for e in self.request_records({"store_id": store_id}) if integer(e.get("id")) == store_id]
+                self._currencies[store_id] = base_currency(found[0]) if found else None
+            return self._currencies[store_id]
 
 
 class StoresStream(OrganizationEntitiesStream, WindowedStream):

@@ -631,6 +631,23 @@ def test_entity_search_discovery_and_its_warnings(tmp_path: Path, caplog: pytest
     # Six customers asked in one batch, one customer answered without user_id: it cannot be placed.
     assert run.tap.item_errors.counts[("tier_history", "no user_id")] == 1
     assert run.records["tier_history"] == []
+    summary = "Stream customer_search had Capillary warnings: {'91310': 6, '91313': 3}"
+    assert summary in [r.getMessage() for r in caplog.records], "the helper stream's tallies end the run's log"
+
+
+def test_a_batch_answered_not_found_as_a_whole_is_read_customer_by_customer(tmp_path: Path) -> None:
+    """A request-level "customer not found" (8015) for a v1.1 batch names no customer: each is asked alone, the
+    found one read, the other counted."""
+    other = CUSTOMER + 1
+    not_found = Reply("v2_error__customer_not_found.json", 404)
+    replies = [not_found, Reply("v11_customer_get__user_id.json"), not_found]  # the batch, then one by one
+    with ReplayServer(doc_routes(**{CUSTOMERS_ROUTE: replies})) as server:
+        run = run_tap(replay_config(server, tmp_path, ids=(CUSTOMER, other)), now=NOW)
+        asked = [r.query["id"] for r in server.requests("/v1.1/customer/get") if "slab_history" not in r.query]
+    assert asked == [f"{CUSTOMER},{other}", str(CUSTOMER), str(other)]
+    assert_records(run.records["customers"], [EXPECTED_CUSTOMER])
+    assert run.tap.item_errors.for_stream("customers") == {"8015": 1}
+    assert "pass_since" not in run.state["bookmarks"]["customers"]
 
 
 def test_item_status_warning_is_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
