@@ -6,7 +6,7 @@ decides what happens to it: added latency, a dropped connection, a revoked
 token, an error status (a 3xx one redirects to ``redirect_to``), a published
 envelope (an emulator's named error body, served with ``envelope_status``, HTTP
 200 by default), or misstated paging totals
-(``total``: the emulator omits, understates or overstates the totals of matching
+(``total``: the emulator omits, understates, overstates or drifts the totals of matching
 responses). Rates are probabilities in [0, 1]; ``max_faults`` bounds how many
 faults a rule injects, so a test can say "the next 2 calls fail". Paths under
 the admin prefix are never faulted.
@@ -27,10 +27,10 @@ ADMIN_PREFIX = "/_emulator"
 
 # App keys the emulators set so the shared middleware can speak their dialect.
 FAULT_PROFILE = web.AppKey("fault_profile", "FaultProfile")
-ERROR_BODY = web.AppKey("error_body", Callable[[int], dict])
+ERROR_BODY = web.AppKey("error_body", Callable[[int, str], dict])  # (status, path) -> body
 ENVELOPE_BODY = web.AppKey("envelope_body", Callable[[str], bytes])
 REVOKE_TOKENS = web.AppKey("revoke_tokens", Callable[[], None])
-TOTALS = ("omit", "understate", "overstate")
+TOTALS = ("omit", "understate", "overstate", "drift")
 FAULT_DECISION = web.RequestKey("fault_decision", "FaultDecision")
 
 
@@ -171,7 +171,7 @@ class FaultProfile:
         return None
 
 
-def default_error_body(status: int) -> dict:
+def default_error_body(status: int, path: str) -> dict:
     return {"status": status, "message": f"emulated fault {status}"}
 
 
@@ -201,7 +201,7 @@ async def fault_middleware(
     if decision.status is not None and decision.redirect_to and 300 <= decision.status < 400:
         return web.Response(status=decision.status, headers={"Location": decision.redirect_to})
     if decision.status is not None:
-        body = request.app.get(ERROR_BODY, default_error_body)(decision.status)
+        body = request.app.get(ERROR_BODY, default_error_body)(decision.status, request.path)
         headers = {}
         if decision.status in (429, 503):
             headers["Retry-After"] = str(max(0, round(decision.retry_after)))

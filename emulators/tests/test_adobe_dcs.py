@@ -401,12 +401,14 @@ def test_invalid_and_revoked_tokens_are_rejected(adobe_emulator):
     assert "invalid or expired" in response.json()["report"]["message"]
 
 
-@pytest.mark.adobe(token_lifetime_seconds=0.3, invalid_token_status=403)
+@pytest.mark.adobe(token_lifetime_seconds=30, invalid_token_status=403)
 def test_expired_token_status_is_configurable(adobe_emulator):
+    now = [1_700_000_000.0]  # the token issuer's clock, moved by hand
+    adobe_emulator.app[ADOBE].issuer.now = lambda: now[0]
     token = issue_token(adobe_emulator)
     msg = message(adobe_emulator, EVENTS, event())
     assert send(adobe_emulator, msg, inlet=AUTH, token=token).status_code == 200
-    time.sleep(0.4)
+    now[0] += 30
     response = send(adobe_emulator, msg, inlet=AUTH, token=token)
     assert response.status_code == 403
     assert response.json()["status"] == "403"

@@ -96,14 +96,17 @@ def test_bad_token_requests_get_oauth2_errors(adobe_emulator, overrides, status,
     assert CLIENT_SECRET not in response.text
 
 
-@pytest.mark.adobe(token_lifetime_seconds=0.3)
+@pytest.mark.adobe(token_lifetime_seconds=30)
 def test_tokens_expire_after_the_configured_lifetime(adobe_emulator):
+    now = [1_700_000_000.0]  # the token issuer's clock, moved by hand
+    adobe_emulator.app[ADOBE].issuer.now = lambda: now[0]
     response = token_request(adobe_emulator)
-    assert response.json()["expires_in"] == 0
+    assert response.json()["expires_in"] == 30
     token = response.json()["access_token"]
     stats = adobe_emulator.base_url + REGISTRY + "/stats"
+    now[0] += 29
     assert requests.get(stats, headers=platform_headers(token), timeout=5).status_code == 200
-    time.sleep(0.4)
+    now[0] += 1
     response = requests.get(stats, headers=platform_headers(token), timeout=5)
     assert (response.status_code, response.json()["error_code"]) == (401, "401013")
 

@@ -196,7 +196,19 @@ def test_transaction_detail_line_items_add_up(api):
     lines = body["lineItems"]
     assert len(lines) == txn["line_count"]
     assert round(sum(line["details"]["amount"] for line in lines), 2) == body["billDetails"]["amount"] == txn["amount"]
-    assert body["currencyCode"] == txn["currency"]
+
+
+def test_a_bills_currency_is_its_billing_stores(api):
+    """No v2 bill response documents a currency: organization/entities, asked for the billing store by ``id``,
+    gives its base currency."""
+    txn = query(api.server, "SELECT * FROM transactions WHERE type = 'REGULAR' LIMIT 1")[0]
+    store = api.get(f"/v2/transactions/{txn['id']}").json()["billDetails"]["billingStore"]
+    other = query(api.server, "SELECT id FROM entities WHERE type = 'STORE' AND id != ? LIMIT 1", (store["id"],))[0]
+    body = api.get("/v1.1/organization/entities", type="STORE", id=f"{store['id']},{other['id']}").json()
+    entities = body["response"]["organization"]["entities"]["entity"]
+    assert sorted(int(e["id"]) for e in entities) == sorted([store["id"], other["id"]])
+    mine = next(e for e in entities if int(e["id"]) == store["id"])
+    assert mine["currencies"]["base_currency"]["label"] == txn["currency"]
 
 
 def test_return_bill_references_its_regular_bill(api):

@@ -25,15 +25,12 @@ def dump(config: CapillaryConfig) -> dict[str, list[tuple]]:
         store.close()
 
 
-def test_default_config_is_small_and_fast():
-    started = time.perf_counter()
+def test_default_config_is_small():
     store = LoyaltyStore(CapillaryConfig())
-    elapsed = time.perf_counter() - started
     try:
         assert store.counts()["customers"] == 40
     finally:
         store.close()
-    assert elapsed < 1.0
 
 
 def test_same_seed_same_data_other_seed_other_data():

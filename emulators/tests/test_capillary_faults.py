@@ -3,6 +3,8 @@ and misstated paging totals."""
 
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 import pytest
 from test_capillary_support import api_fixture, busiest  # noqa: F401
 
@@ -15,14 +17,40 @@ SEARCH = {
 }
 
 
+REWARDS = "/api_gateway/rewards/core/v1/management/customer/{id}/issuals"
+
+
 @pytest.mark.parametrize("status", [461, 521, 500, 502, 503])
 def test_capillary_specific_fault_codes(api, status):
     api.server.set_faults({"rules": [{"path": "/v2/search/entity", "status_rates": {status: 1.0}, "max_faults": 1}]})
     response = api.post("/v2/search/entity", SEARCH)
     assert response.status_code == status
-    assert response.json()["errors"][0]["code"] == status
-    assert response.json()["response"]["status"]["code"] == status
+    assert response.json() == {"errors": [{"status": False, "code": status, "message": ANY}], "warnings": []}
     assert api.post("/v2/search/entity", SEARCH).status_code == 200
+
+
+@pytest.mark.parametrize("api_path", ["v1.1", "v2", "rewards", "oauth"])
+def test_injected_faults_answer_in_the_paths_own_dialect(api, api_path):
+    """One dialect per body, the faulted path's: v1.1 ``response.status``, v2 ``errors[]``, the rewards API's
+    ``status``, OAuth's ``data``/``errors``."""
+    customer_id = busiest(api.server, "rewards")
+    requests = {
+        "v1.1": ("/v1.1/*", lambda: api.get("/v1.1/organization/entities", type="STORE")),
+        "v2": ("/v2/*", lambda: api.get(f"/v2/customers/{customer_id}/transactions")),
+        "rewards": ("/api_gateway/*", lambda: api.get(REWARDS.format(id=customer_id))),
+        "oauth": ("/v3/*", lambda: api.post("/v3/oauth/token/generate", {"key": "emulator-key", "secret": "x"})),
+    }
+    path, send = requests[api_path]
+    api.server.set_faults({"rules": [{"path": path, "status_rates": {503: 1.0}, "max_faults": 1}]})
+    response = send()
+    assert response.status_code == 503
+    expected = {
+        "v1.1": {"response": {"status": {"success": "false", "code": 503, "message": ANY}}},
+        "v2": {"errors": [{"status": False, "code": 503, "message": ANY}], "warnings": []},
+        "rewards": {"status": {"success": False, "code": 503, "message": ANY}},
+        "oauth": {"data": None, "errors": [{"code": 503, "message": ANY}]},
+    }
+    assert response.json() == expected[api_path]
 
 
 def test_rate_limit_with_retry_after(api):
@@ -101,3 +129,16 @@ def test_totals_are_misstated_in_every_dialect(api, how):
         assert rewards["pagingDto"]["last"] is False
         assert points_count > 1
         assert entities["pagination"]["total"] > len(entities["organization"]["entities"]["entity"])
+
+
+def test_drifting_totals_move_from_page_to_page(api):
+    """``drift``: page n of a v2 listing reports n more rows than there are; its first page tells the truth."""
+    customer = busiest(api.server, "transactions")
+    api.server.set_faults({"rules": [{"path": "/v2/customers/*", "total": "drift"}]})
+    true_total = api.get(f"/v2/customers/{customer}/transactions", limit=100).json()["pagination"]["total"]
+    assert true_total >= 3
+    totals = [
+        api.get(f"/v2/customers/{customer}/transactions", limit=1, offset=page).json()["pagination"]["total"]
+        for page in range(3)
+    ]
+    assert totals == [true_total, true_total + 1, true_total + 2]

@@ -21,7 +21,7 @@ from singer_sdk.streams import RESTStream
 
 from tap_capillary.auth import TOKEN_HEADER, OAuthTokenAuthenticator
 from tap_capillary.convert import listed
-from tap_capillary.errors import ITEM_ERROR, Action, Report, Verdict, classify, item_reports, read_reports
+from tap_capillary.errors import CODES, ITEM_ERROR, Action, Report, Verdict, classify, item_reports, read_reports
 from tap_capillary.transport import TRY_TIMEOUT_SECONDS, endpoint
 
 if TYPE_CHECKING:
@@ -90,6 +90,43 @@ class CodeTally:
     def for_stream(self, stream: str) -> dict[str, int]:
         with self._lock:
             return {code: n for (name, code), n in self.counts.items() if name == stream}
+
+    def streams(self) -> set[str]:
+        with self._lock:
+            return {name for name, _ in self.counts}
+
+
+#: A stream whose first customers, this many, all fail with one item-error code stops the run: a wrong setting
+#: (cluster, org, endpoint) is likelier than that many customers gone or merged.
+SYSTEMIC_ITEM_ERRORS = 20
+
+
+class CustomerOutcomes:
+    """Per stream, whether every customer read so far failed with one Capillary code (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streaks: dict[str, tuple[str, int]] = {}  # stream -> (code, customers), while all failed with it
+        self._settled: set[str] = set()  # streams that read a customer, or failed with two codes
+
+    def observe(self, stream: str, code: Any | None) -> int:
+        """One customer's outcome (``code`` None: read); how many customers of the stream have all failed with
+        ``code`` so far (0 once the stream is settled)."""
+        with self._lock:
+            if stream in self._settled:
+                return 0
+            first, failed = self._streaks.get(stream, (str(code), 0))
+            if code is None or str(code) != first:
+                self._streaks.pop(stream, None)
+                self._settled.add(stream)
+                return 0
+            self._streaks[stream] = (first, failed + 1)
+            return failed + 1
+
+    def all_failed(self, stream: str) -> bool:
+        """Whether the stream's customers so far all failed (with one code)."""
+        with self._lock:
+            return stream in self._streaks
 
 
 class PerRequestMetricsAtDebug(metrics.MetricExclusionFilter):
@@ -273,24 +310,42 @@ class CapillaryStream(RESTStream):
                 self.name,
             )
 
-    def accept_item(self, item_status: Any, subject: str, response: requests.Response) -> bool:
-        """Whether an item is read, by its ``item_status``: an item error is counted and logged instead, a
-        warning counted. Fatal item codes were raised by ``validate_response`` (``verdict`` weighs them)."""
+    def skipped_item(self, item_status: Any, subject: str, response: requests.Response) -> Any | None:
+        """An item's error code if its ``item_status`` makes it an item error (counted and logged), else None: the
+        item is read (its warnings counted). Fatal item codes were raised by ``validate_response``."""
         reports = item_reports(item_status)
         verdict = classify(HTTPStatus.OK, reports.errors)
         if verdict.action == ITEM_ERROR:
             self.item_error(verdict.code, verdict.describe(), subject)
-            return False
+            return verdict.code
         for warning in reports.warnings:
             self.warning(warning, endpoint(response.request))
-        return True
+        return None
+
+    def customer_outcome(self, code: Any | None) -> None:
+        """One customer read (``code`` None) or skipped as an item error: the run stops when the stream's first
+        ``SYSTEMIC_ITEM_ERRORS`` customers all failed with one code."""
+        failed = self.capillary_tap.customer_outcomes.observe(self.name, code)
+        if failed < SYSTEMIC_ITEM_ERRORS:
+            return
+        meaning = CODES.get(code, (None, ""))[1] if isinstance(code, int) else ""
+        msg = (
+            f"Stream {self.name}: its first {failed} customers all failed with Capillary code {code}"
+            f"{f' ({meaning})' if meaning else ''}; stopping without writing STATE for them. So many customers "
+            "failing alike points at a setting: check that base_url is the org's cluster, that the credentials "
+            "belong to the org, and that the endpoint is enabled for it."
+        )
+        raise FatalAPIError(msg)
 
     def log_item_errors(self) -> None:
-        for kind, tally in (("skipped items with Capillary error codes", self.capillary_tap.item_errors),
-                            ("had Capillary warnings", self.capillary_tap.warnings)):  # fmt: skip
-            counts = tally.for_stream(self.name)
-            if counts:
-                self.logger.warning("Stream %s %s: %s", self.name, kind, counts)
+        self.capillary_tap.log_tallies(self.name)
+
+    def log_sync_costs(self) -> None:
+        """The SDK's last call of each catalog stream at the end of a run; the last one also sums up the helper
+        streams (customer search and lookup, store lookup)."""
+        super().log_sync_costs()
+        if list(self.capillary_tap.streams.values())[-1] is self:
+            self.capillary_tap.log_helper_tallies()
 
 
 #: How v1.1 names a customer in its items (a failed item echoes the identifier asked for).
@@ -314,7 +369,9 @@ class V11CustomersStream(CapillaryStream):
         self.records_at(response, "response", "customers")
         for customer in self._customer_items(parse_json(response)):
             asked = ", ".join(f"{k} {customer[k]}" for k in IDENTIFIERS if customer.get(k) not in (None, ""))
-            if self.accept_item(customer.get("item_status"), asked or "a customer", response):
+            code = self.skipped_item(customer.get("item_status"), asked or "a customer", response)
+            self.customer_outcome(code)
+            if code is None:
                 yield customer
 
     @staticmethod

@@ -15,6 +15,7 @@ import csv
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,15 +27,17 @@ from tap_capillary.client import CapillaryStream, V11CustomersStream, parse_json
 from tap_capillary.convert import integer
 from tap_capillary.errors import Action
 from tap_capillary.pagination import OffsetPaginator
+from tap_capillary.windows import Window
 
 if TYPE_CHECKING:
     from tap_capillary.tap import TapCapillary
-    from tap_capillary.windows import Window
+
 
 SEARCH_PAGE_MAX = 20  # entity search "limit (max 20)" (capillary-api.md 2.6)
 LOOKUP_BATCH = 10  # identifiers per v1.1 customer/get call when resolving the identifiers file
 IDENTIFIER_KEYS = ("id", "mobile", "email", "external_id")
-STABLE_LISTING_TRIES = 3
+STABLE_LISTING_TRIES = 3  # listings of a window (or piece) whose total moved, before it is halved
+MAX_LISTING_SPLITS = 6  # halvings of a window that keeps moving (pieces of 1/64) before the run fails
 FAR_FUTURE_MS = 253402300799000  # 9999-12-31T23:59:59Z: upper bound of the open-ended last window
 
 
@@ -158,6 +161,21 @@ def read_identifiers(path: str) -> Iterator[tuple[str, str]]:
             yield pair
 
 
+def _span(window: Window) -> str:
+    return f"customers updated from {window.start.isoformat()} to {window.end.isoformat() if window.end else 'now'}"
+
+
+def _halves(window: Window, now: datetime) -> tuple[Window, Window] | None:
+    """A window's two halves on a whole second (an open-ended one is halved up to ``now`` and its second half
+    stays open), or None when it spans less than two seconds."""
+    end = window.end or now
+    span = int((end - window.start).total_seconds())
+    if span < 2:
+        return None
+    middle = window.start + timedelta(seconds=span // 2)
+    return Window(window.start, middle), Window(middle, window.end)
+
+
 class ChangedCustomers:
     """Customer ids per discovery window, cached for the run (all streams read the same windows) in a private
     temporary SQLite database: SQLite keeps it in its page cache and spills to an unnamed temporary file, which
@@ -217,16 +235,32 @@ class ChangedCustomers:
                 yield customer_id
             last = rows[-1][0]
 
-    def _store_search(self, window_key: int, window: Window) -> None:
-        """List a window; again if its total moved while paging (offsets shift, so a customer could be missed)."""
+    def _store_search(self, window_key: int, window: Window, splits: int = 0) -> None:
+        """List a window; again if its total moved while paging (offsets shift, so a customer could be missed);
+        then in halves, which page less and so move less. A piece still moving after ``MAX_LISTING_SPLITS``
+        halvings stops the run: no STATE passes a window listed incompletely."""
         search = self._search
         for attempt in range(1, STABLE_LISTING_TRIES + 1):
-            self._connection().execute("DELETE FROM found WHERE window = ?", (window_key,))
+            if splits == 0:  # a window's listing replaces the last one
+                self._connection().execute("DELETE FROM found WHERE window = ?", (window_key,))
+            # A piece's listings add up: at worst, a customer who moved on to a later window is read twice.
             self._store(window_key, search.window_ids(window))
             if len(search.totals) <= 1:
                 return
-            self._tap.logger.info("Customers changed while listing %s (try %d); listing again", window, attempt)
-        self._tap.logger.warning("%s kept changing while listed; using the last listing", window)
+            self._tap.warnings.add(search.name, "listing_moved")
+            self._tap.logger.info("Customers changed while listing %s (try %d); listing again", _span(window), attempt)
+        halves = _halves(window, self._tap.run_started_at)
+        if halves is None or splits >= MAX_LISTING_SPLITS:
+            msg = (
+                f"Customers kept changing while entity search listed {_span(window)}, even halved {splits} times: "
+                "one could be missed, so the run stops before the window's STATE; the next run lists it again."
+            )
+            raise FatalAPIError(msg)
+        self._tap.logger.warning("%s kept changing while listed; listing its two halves", _span(window))
+        if splits == 0:
+            self._connection().execute("DELETE FROM found WHERE window = ?", (window_key,))
+        for half in halves:
+            self._store_search(window_key, half, splits + 1)
 
     def _file_ids(self) -> Iterator[int]:
         lookup = CustomerLookupStream(tap=self._tap)

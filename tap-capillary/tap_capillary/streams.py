@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from importlib import resources
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from singer_sdk import SchemaDirectory, StreamSchema
@@ -25,6 +26,9 @@ from tap_capillary.pagination import (
 from tap_capillary.sdk_adapter import WindowBookmarksStream
 from tap_capillary.windows import Pass, Window, complete_window, plan_pass
 
+if TYPE_CHECKING:
+    from tap_capillary.tap import TapCapillary
+
 SCHEMAS = SchemaDirectory(resources.files("tap_capillary") / "schemas")
 
 V11_BATCH = 50  # customers per v1.1 customer/get and customer/coupons call (the limit is undocumented)
@@ -32,7 +36,7 @@ LEDGER_PAGE_MAX = 100
 TRANSACTIONS_PAGE_MAX = 1000
 REWARDS_PAGE_MAX = 100
 REDEMPTIONS_PAGE_MAX = 100
-COUPONS_LIMIT = 1000  # customer/coupons has a limit but no offset
+COUPONS_LIMIT = 1000  # customer/coupons has a limit but no offset (README, Limits)
 # customer/redemptions parts: response key -> (list item key, redemption_type). Each part has its own
 # ``<part>_limit``/``<part>_start_id``/``<part>_count``, so one request reads both (no ``type``).
 REDEMPTION_PARTS = {"points": ("point", "POINTS"), "coupons": ("coupon", "COUPON")}
@@ -109,9 +113,12 @@ class WindowedStream(CapillaryStream, WindowBookmarksStream):
 
     def complete(self, window: Window) -> None:
         """Record a finished window and write it out as a STATE message (the SDK writes a state only when it
-        changed). Runs on the main thread after the SDK wrote every record the window yielded."""
+        changed). Runs on the main thread after the SDK wrote every record the window yielded. While every
+        customer of the stream so far failed alike, the STATE waits: for a customer read, or the stream's end
+        (``customer_outcome``)."""
         complete_window(self.stream_state, self.replication_key, self.pass_, window)
-        self.capillary_tap.state_writer.write_state(self.tap_state)
+        if not self.capillary_tap.customer_outcomes.all_failed(self.name):
+            self.capillary_tap.state_writer.write_state(self.tap_state)
 
 
 class CustomerDataStream(WindowedStream):
@@ -124,6 +131,8 @@ class CustomerDataStream(WindowedStream):
 
     #: Customers per request (endpoints taking a comma-separated id list).
     customers_per_request = 1
+    #: Whether ``parse_response`` counts each customer's outcome (v1.1 answers an item per customer).
+    counts_customer_items = False
 
     def get_records(self, context: Any) -> Iterable[dict]:
         self.capillary_tap.prepare_run()
@@ -139,6 +148,7 @@ class CustomerDataStream(WindowedStream):
                 self.complete(window)
         finally:
             self._fan_out_pool.shutdown(wait=True, cancel_futures=True)
+        self.capillary_tap.state_writer.write_state(self.tap_state)  # what ``complete`` held back, if anything
         self.log_item_errors()
 
     def fan_out(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
@@ -159,10 +169,14 @@ class CustomerDataStream(WindowedStream):
         try:
             records = self.read(customer_ids)
         except ItemUnavailableError as exc:
-            if len(customer_ids) > 1:
-                raise  # a request-level "customer not found" for a batch: which customer is unknown
+            if len(customer_ids) > 1:  # a request-level "not found" for a batch names no customer: one by one
+                self.logger.info("%s for %d customers at once; reading them one by one", exc, len(customer_ids))
+                return [record for one in customer_ids for record in self._read_customers([one])]
             self.item_error(exc.code, exc, f"customer {customer_ids[0]}")
+            self.customer_outcome(exc.code)
             return []
+        if not self.counts_customer_items:
+            self.customer_outcome(None)
         return [r for r in records if self.in_pass(r)]
 
     def read(self, customer_ids: list[int]) -> list[dict]:
@@ -187,6 +201,7 @@ class V11BatchStream(V11CustomersStream, CustomerDataStream):
     """v1.1 endpoints taking several customer ids; each returned customer names its id (``customer_id``)."""
 
     customers_per_request = V11_BATCH
+    counts_customer_items = True
 
     def get_new_paginator(self) -> None:
         return None
@@ -329,8 +344,9 @@ class CouponsStream(V11BatchStream):
 
     def customer_records(self, c: dict, customer_id: int) -> Iterable[dict]:
         coupons = listed(c.get("coupons"), "coupon")
-        if len(coupons) >= COUPONS_LIMIT:
-            self.logger.warning("Customer %s has %d+ coupons; older ones are not read", customer_id, COUPONS_LIMIT)
+        if len(coupons) >= COUPONS_LIMIT:  # customer/coupons has no offset: the older ones cannot be read
+            message = f"{COUPONS_LIMIT} coupons or more; only the {COUPONS_LIMIT} newest are read"
+            self.item_error("coupon_limit", message, f"customer {customer_id}")
         for k in coupons:
             redemptions: list[dict[str, Any]] = [
                 {
@@ -367,13 +383,16 @@ class CouponsStream(V11BatchStream):
 
 
 class TransactionsStream(CustomerDataStream):
-    """Bills from ``v2/customers/{id}/transactions`` (points, store, tenders), line items from
-    ``v2/transactions/{id}``. The listing filters on billing time but a bill can be updated later,
-    so a customer's whole listing is read and filtered on ``updated_at``.
+    """Bills from ``v2/customers/{id}/transactions`` (store, tenders), line items from ``v2/transactions/{id}``.
+    The listing filters on billing time but a bill can be updated later, so a customer's whole listing is read
+    and filtered on ``updated_at``.
 
     The listing's tables document no ``autoUpdateTime``: a bill's update time is the listing's
     ``autoUpdateTime`` or ``attribution.modifiedDate`` (``embed=ATTRIBUTION``), else the detail call's, else
     its billing time. Bills placed from the listing are filtered before their detail call; the others after.
+
+    No v2 bill response documents a currency or the contents of ``billPoints``: the currency is the billing
+    store's base currency (``StoreLookupStream``); points are left null (the points ledger has them).
     """
 
     name = "transactions"
@@ -391,7 +410,7 @@ class TransactionsStream(CustomerDataStream):
             "offset": next_page_token or 0,
             "sortBy": "BILLING_TIME",
             "sortOrder": "ASC",
-            "embed": "BILL_POINTS,BILL_STORE_DETAILS,ATTRIBUTION,PAYMENT_MODES,BILL_CF,BILL_EF",
+            "embed": "BILL_STORE_DETAILS,ATTRIBUTION,PAYMENT_MODES,BILL_CF,BILL_EF",
         }
 
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
@@ -433,9 +452,6 @@ class TransactionsStream(CustomerDataStream):
         bill_details = detail.get("billDetails") or {}
         store = bill.get("billingStore") or bill_details.get("billingStore") or {}
         till = (bill.get("attribution") or detail.get("attribution") or {}).get("createdBy") or {}
-        points = (bill.get("billPoints") or {}).get("aggregatedBillPoints") or {}
-        issued = sum(number(points.get(k)) or 0 for k in ("regularPoints", "promotionalPoints")) if points else None
-        is_return = bill.get("type") == "RETURN"
         billed_at = bill.get("billingTime") or bill_details.get("billingTime")
         return {
             "transaction_id": int(bill["id"]),
@@ -450,17 +466,17 @@ class TransactionsStream(CustomerDataStream):
             "gross_amount": number(bill.get("grossAmount")),
             "discount": number(bill.get("discount")),
             "basket_size": number(detail.get("basketSize")),
-            "currency_code": text(bill.get("currencyCode") or detail.get("currencyCode")),
+            "currency_code": self.capillary_tap.store_lookup.currency(integer(store.get("id"))),
             "note": text(bill.get("notes")),
             "outlier_status": text(bill.get("outlierStatus")),
             "store_code": text(store.get("code")),
             "store_name": text(store.get("name")),
             "till_code": text(till.get("code")),
             "till_name": text(till.get("name")),
-            # A return bill's points come back negative: points taken back from the customer.
-            "points_issued": None if is_return or issued is None else issued,
+            # No documented v2 bill response carries the bill's points (README, Streams).
+            "points_issued": None,
             "points_redeemed": None,
-            "points_returned": -issued if is_return and issued is not None else None,
+            "points_returned": None,
             "line_items": [self.line_item(line) for line in detail.get("lineItems") or []],
             "payment_modes": [
                 {"mode": text(p.get("mode")), "amount": number(p.get("amount"))}
@@ -712,15 +728,72 @@ class RewardIssualsStream(CustomerDataStream):
         }
 
 
-class StoresStream(WindowedStream):
+class OrganizationEntitiesStream(CapillaryStream):
+    """``GET /v1.1/organization/entities``: the entities of a page, each read by its own ``item_status``."""
+
+    path = "/v1.1/organization/entities"
+    access_group = "Organization"
+
+    @staticmethod
+    def _entities(body: Any) -> list[dict]:
+        envelope = body.get("response") if isinstance(body, dict) else None
+        organization = envelope.get("organization") if isinstance(envelope, dict) else None
+        entities = organization.get("entities") if isinstance(organization, dict) else None
+        return [e for e in listed(entities, "entity") if isinstance(e, dict)]
+
+    def item_statuses(self, body: Any) -> list[Any]:
+        return [e["item_status"] for e in self._entities(body) if "item_status" in e]
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        self.records_at(response, "response", "organization")
+        for entity in self._entities(parse_json(response)):
+            if "item_status" not in entity or (
+                self.skipped_item(entity["item_status"], f"entity {entity.get('id')}", response) is None
+            ):
+                yield entity
+
+
+def base_currency(entity: dict) -> str | None:
+    return text(((entity.get("currencies") or {}).get("base_currency") or {}).get("label"))
+
+
+class StoreLookupStream(OrganizationEntitiesStream):
+    """One store by ``id`` (a helper of ``transactions``, not in the catalog): no v2 bill response documents a
+    currency, so a bill's is its billing store's base currency. Lookups are cached for the run."""
+
+    name = "store_lookup"
+    schema = {"type": "object", "properties": {"store_id": {"type": "integer"}}}
+    primary_keys = ("store_id",)
+
+    def __init__(self, tap: TapCapillary) -> None:
+        super().__init__(tap=tap)
+        self._currencies: dict[int, str | None] = {}
+        self._lock = threading.Lock()  # one lookup per store: workers wait for it rather than repeat it
+
+    def get_new_paginator(self) -> None:
+        return None
+
+    def get_url_params(self, context: Any, next_page_token: Any) -> dict[str, Any]:
+        return {"format": "json", "type": "STORE", "id": context["store_id"]}
+
+    def currency(self, store_id: int | None) -> str | None:
+        """The base currency of the store, None when the API does not return that store."""
+        if store_id is None:
+            return None
+        with self._lock:
+            if store_id not in self._currencies:
+                found = [e for e in self.request_records({"store_id": store_id}) if integer(e.get("id")) == store_id]
+                self._currencies[store_id] = base_currency(found[0]) if found else None
+            return self._currencies[store_id]
+
+
+class StoresStream(OrganizationEntitiesStream, WindowedStream):
     """Stores changed since the bookmark (``modified_since``, the one documented org-wide change filter)."""
 
     name = "stores"
-    path = "/v1.1/organization/entities"
     primary_keys = ("store_id",)
     replication_key = "updated_at"
     schema = StreamSchema(SCHEMAS)
-    access_group = "Organization"
 
     def get_new_paginator(self) -> EntityPaginator:
         return EntityPaginator(self.page_limit(ENTITIES_PAGE_MAX))
@@ -744,24 +817,6 @@ class StoresStream(WindowedStream):
             "modified_since": self.times.to_cluster(context["modified_since"]),
         }
 
-    @staticmethod
-    def _entities(body: Any) -> list[dict]:
-        envelope = body.get("response") if isinstance(body, dict) else None
-        organization = envelope.get("organization") if isinstance(envelope, dict) else None
-        entities = organization.get("entities") if isinstance(organization, dict) else None
-        return [e for e in listed(entities, "entity") if isinstance(e, dict)]
-
-    def item_statuses(self, body: Any) -> list[Any]:
-        return [e["item_status"] for e in self._entities(body) if "item_status" in e]
-
-    def parse_response(self, response: requests.Response) -> Iterable[dict]:
-        self.records_at(response, "response", "organization")
-        for entity in self._entities(parse_json(response)):
-            if "item_status" not in entity or self.accept_item(
-                entity["item_status"], f"entity {entity.get('id')}", response
-            ):
-                yield entity
-
     def record(self, e: dict) -> dict:
         return {
             "store_id": int(e["id"]),
@@ -774,7 +829,7 @@ class StoresStream(WindowedStream):
             "external_id_1": text(e.get("external_id_1")),
             "external_id_2": text(e.get("external_id_2")),
             "timezone": text(((e.get("timezones") or {}).get("base_timezone") or {}).get("label")),
-            "currency_code": text(((e.get("currencies") or {}).get("base_currency") or {}).get("label")),
+            "currency_code": base_currency(e),
             "language_locale": text(e.get("language_locale")),
             "country_code": text(e.get("country_code")),
             "updated_at": self.utc(e.get("last_updated_on")),

@@ -23,7 +23,7 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 
 from tap_capillary import streams
 from tap_capillary.auth import OAuthTokenAuthenticator, till_authenticator
-from tap_capillary.client import PER_REQUEST_METRICS, CodeTally
+from tap_capillary.client import PER_REQUEST_METRICS, CodeTally, CustomerOutcomes
 from tap_capillary.convert import TimeConverter
 from tap_capillary.discovery import ChangedCustomers
 from tap_capillary.transport import Clock, RetryPolicy, Transport, base_url_error, new_session
@@ -195,8 +195,8 @@ class TapCapillary(Tap):
         """Create what the run's worker threads share before they start, so that no two threads race to create
         it (``functools.cached_property`` has no lock from Python 3.12: two rate limiters would halve the
         limit). Called by each stream on the main thread as it starts; idempotent."""
-        _ = (self.transport, self.authenticator, self.item_errors, self.warnings, self.times)
-        _ = (self.run_started_at, self.transaction_details, self.changed_customers)
+        _ = (self.transport, self.authenticator, self.item_errors, self.warnings, self.customer_outcomes, self.times)
+        _ = (self.run_started_at, self.transaction_details, self.store_lookup, self.changed_customers)
 
     @cached_property
     def clock(self) -> Clock:
@@ -240,6 +240,24 @@ class TapCapillary(Tap):
         return CodeTally()
 
     @cached_property
+    def customer_outcomes(self) -> CustomerOutcomes:
+        """Whether each stream's customers so far all failed alike (``SYSTEMIC_ITEM_ERRORS``)."""
+        return CustomerOutcomes()
+
+    def log_tallies(self, stream: str) -> None:
+        """A stream's item errors and warnings, summed up."""
+        for kind, tally in (("skipped items with Capillary error codes", self.item_errors),
+                            ("had Capillary warnings", self.warnings)):  # fmt: skip
+            counts = tally.for_stream(stream)
+            if counts:
+                self.logger.warning("Stream %s %s: %s", stream, kind, counts)
+
+    def log_helper_tallies(self) -> None:
+        """At the end of a run: the tallies of the streams outside the catalog (the catalog's log their own)."""
+        for stream in sorted((self.item_errors.streams() | self.warnings.streams()) - set(self.streams)):
+            self.log_tallies(stream)
+
+    @cached_property
     def times(self) -> TimeConverter:
         return TimeConverter(ZoneInfo(self.config["cluster_timezone"]))
 
@@ -251,6 +269,10 @@ class TapCapillary(Tap):
     @cached_property
     def transaction_details(self) -> streams.TransactionDetailStream:
         return streams.TransactionDetailStream(tap=self)
+
+    @cached_property
+    def store_lookup(self) -> streams.StoreLookupStream:
+        return streams.StoreLookupStream(tap=self)
 
     @cached_property
     def changed_customers(self) -> ChangedCustomers:

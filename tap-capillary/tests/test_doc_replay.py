@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from emulators.capillary.doc_samples import sample
+from emulators.capillary.doc_samples import sample, sample_names
 from tests.replay import ReplayServer, Reply
 from tests.support import Run, run_tap, run_tap_to_the_end
 
@@ -61,7 +61,8 @@ def doc_routes(**overrides: Reply | list[Reply]) -> dict[str, Reply | list[Reply
         "GET /v2/transactions/*": Reply("v2_transaction.json"),
         "GET /v2/pointsLedger/getCustomerLedgerInfo": Reply("v2_points_ledger.json"),
         "GET /api_gateway/rewards/core/v1/management/customer/*/issuals": Reply("rewards_issuals.json"),
-        "GET /v1.1/organization/entities": Reply("v11_organization_entities.json"),
+        "GET /v1.1/organization/entities?start_id=0": Reply("v11_organization_entities.json"),  # stores
+        "GET /v1.1/organization/entities": Reply("v11_organization_entities.json"),  # a bill's store, by id
     }
     assert set(overrides) <= set(routes), "overrides replace routes in place (the first matching route answers)"
     return {**routes, **overrides}
@@ -303,14 +304,14 @@ def transaction(**changes: Any) -> dict[str, Any]:
         "gross_amount": 110.0,
         "discount": 10.0,
         "basket_size": 10.0,
-        "currency_code": None,  # no v2 bill sample shows a currency
+        "currency_code": None,  # its billing store, 50006795, is not the organization/entities sample's 50156992
         "note": "this is test",
         "outlier_status": "NORMAL",
         "store_code": "storecode",
         "store_name": "webstore1",
         "till_code": "mobilepush.1",  # attribution.createdBy, a TILL
         "till_name": "mobilepush.1",
-        "points_issued": None,  # no billPoints
+        "points_issued": None,  # no documented v2 bill response has its points
         "points_redeemed": None,
         "points_returned": None,
         "line_items": [
@@ -512,8 +513,9 @@ LEDGER_ROUTE = "GET /v2/pointsLedger/getCustomerLedgerInfo"
 TRANSACTIONS_ROUTE = "GET /v2/customers/*/transactions"
 REWARDS_ROUTE = "GET /api_gateway/rewards/core/v1/management/customer/*/issuals"
 CUSTOMERS_ROUTE = "GET /v1.1/customer/get"
-ENTITIES_ROUTE = "GET /v1.1/organization/entities"
+ENTITIES_ROUTE = "GET /v1.1/organization/entities?start_id=0"
 COUPONS_ROUTE = "GET /v1.1/customer/coupons"
+REDEMPTIONS_ROUTE = "GET /v1.1/customer/redemptions"
 TOKEN_ROUTE = "POST /v3/oauth/token/generate"
 
 RECOVERS = "recovers"
@@ -541,6 +543,14 @@ ENVELOPES = [
      ("fatal", r"HTTP 400 from GET /v1.1/customer/coupons \(Bad Request\)")),
     ("v11_customer_coupons__400.json", (200,), COUPONS_ROUTE,
      ("fatal", r"Unexpected response from GET /v1.1/customer/coupons \(HTTP 200\): no response")),
+    ("v11_customer_redemptions__400.json", (400,), REDEMPTIONS_ROUTE,
+     ("fatal", r"HTTP 400 from GET /v1.1/customer/redemptions \(Bad Request\)")),
+    ("v11_customer_redemptions__400.json", (200,), REDEMPTIONS_ROUTE,
+     ("fatal", r"Unexpected response from GET /v1.1/customer/redemptions \(HTTP 200\): no response")),
+    ("v11_organization_entities__400.json", (400,), ENTITIES_ROUTE,
+     ("fatal", r"HTTP 400 from GET /v1.1/organization/entities \(Bad Request\)")),
+    ("v11_organization_entities__400.json", (200,), ENTITIES_ROUTE,
+     ("fatal", r"Unexpected response from GET /v1.1/organization/entities \(HTTP 200\): no response")),
     ("v3_oauth_token_generate__invalid_key.json", (200, 401), TOKEN_ROUTE,
      ("fatal", r"refused to generate an OAuth token \(HTTP \d+ from POST /v3/oauth/token/generate: code 320001")),
 ]  # fmt: skip
@@ -553,8 +563,9 @@ CASES = [
 
 def stream_of(route: str) -> str:
     streams = {LEDGER_ROUTE: "points_ledger", TRANSACTIONS_ROUTE: "transactions", REWARDS_ROUTE: "reward_issuals",
-               CUSTOMERS_ROUTE: "customers", ENTITIES_ROUTE: "stores", COUPONS_ROUTE: "coupons"}  # fmt: skip
-    return streams.get(route, "")
+               CUSTOMERS_ROUTE: "customers", ENTITIES_ROUTE: "stores", COUPONS_ROUTE: "coupons",
+               REDEMPTIONS_ROUTE: "redemptions"}  # fmt: skip
+    return streams[route]
 
 
 @pytest.mark.parametrize(("envelope", "status", "route", "outcome"), CASES)
@@ -583,8 +594,11 @@ def test_each_documented_error_envelope(
     else:
         assert error is not None
         assert re.search(outcome[1], str(error)), str(error)
-        failed = stream_of(route)
-        assert all(failed not in state.get("bookmarks", {}) for state in run.states), "no STATE for unread data"
+        if route == TOKEN_ROUTE:  # no token, nothing read
+            assert run.states == [], "no STATE at all"
+        else:
+            failed = stream_of(route)
+            assert all(failed not in state.get("bookmarks", {}) for state in run.states), "no STATE for unread data"
         assert "doc-secret" not in str(error)
 
 
@@ -617,6 +631,23 @@ def test_entity_search_discovery_and_its_warnings(tmp_path: Path, caplog: pytest
     # Six customers asked in one batch, one customer answered without user_id: it cannot be placed.
     assert run.tap.item_errors.counts[("tier_history", "no user_id")] == 1
     assert run.records["tier_history"] == []
+    summary = "Stream customer_search had Capillary warnings: {'91310': 6, '91313': 3}"
+    assert summary in [r.getMessage() for r in caplog.records], "the helper stream's tallies end the run's log"
+
+
+def test_a_batch_answered_not_found_as_a_whole_is_read_customer_by_customer(tmp_path: Path) -> None:
+    """A request-level "customer not found" (8015) for a v1.1 batch names no customer: each is asked alone, the
+    found one read, the other counted."""
+    other = CUSTOMER + 1
+    not_found = Reply("v2_error__customer_not_found.json", 404)
+    replies = [not_found, Reply("v11_customer_get__user_id.json"), not_found]  # the batch, then one by one
+    with ReplayServer(doc_routes(**{CUSTOMERS_ROUTE: replies})) as server:
+        run = run_tap(replay_config(server, tmp_path, ids=(CUSTOMER, other)), now=NOW)
+        asked = [r.query["id"] for r in server.requests("/v1.1/customer/get") if "slab_history" not in r.query]
+    assert asked == [f"{CUSTOMER},{other}", str(CUSTOMER), str(other)]
+    assert_records(run.records["customers"], [EXPECTED_CUSTOMER])
+    assert run.tap.item_errors.for_stream("customers") == {"8015": 1}
+    assert "pass_since" not in run.state["bookmarks"]["customers"]
 
 
 def test_item_status_warning_is_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -685,6 +716,17 @@ SINCE_2022 = {"bookmarks": {"transactions": {"replication_key": "updated_at",
                                              "replication_key_value": "2022-01-01T00:00:00+00:00"}}}  # fmt: skip
 
 
+def test_a_bills_currency_is_its_billing_stores(tmp_path: Path) -> None:
+    """No v2 bill response documents a currency: the bill's is its billing store's base currency, asked of
+    organization/entities by id (once per store and run). The listing's bill is put at the store of the entities
+    sample, 50156992, whose currency is INR."""
+    store = {**sample("v2_transaction.json")["billDetails"]["billingStore"], "id": 50156992}
+    run, server = replay(tmp_path, **{TRANSACTIONS_ROUTE: Reply(body=listing_of_detail_sample(billingStore=store))})
+    assert_records(run.records["transactions"], [transaction(currency_code="INR")])
+    lookups = [r.query for r in server.requests("/v1.1/organization/entities") if "id" in r.query]
+    assert lookups == [{"format": "json", "type": "STORE", "id": "50156992"}]
+
+
 @pytest.mark.parametrize("listed", [True, False], ids=["listing-has-modifiedDate", "detail-has-autoUpdateTime"])
 def test_bill_update_time_from_the_listing_or_the_detail(tmp_path: Path, listed: bool) -> None:
     extra = {"attribution": ATTRIBUTION} if listed else {}
@@ -718,3 +760,245 @@ def test_a_bill_without_detail_or_time_is_a_counted_item_error(tmp_path: Path, c
     run, _ = replay(tmp_path, **timeless)
     assert run.records["transactions"] == []
     assert run.tap.item_errors.counts == Counter({("transactions", "no updated_at"): 1})
+
+
+# -- every other published sample: customer/get, points-ledger and reward-issual variants -----------------------
+
+RITA_JOHN = {
+    "customer_id": 98662653,  # the sample has neither user_id nor id: the one customer asked for
+    "mobile": "44700900999",
+    "email": "rita.john@example.com",
+    "external_id": "XYPZ006",
+    "card_numbers": [],
+    "identifiers": [],
+    "first_name": "Rita",
+    "last_name": "John",
+    "gender": "Female",  # "gender": null; the extended field gender is "Female"
+    "source": "instore",
+    "loyalty_type": "LOYALTY",
+    "fraud_status": "NONE",
+    "registered_at": "2012-09-11T05:41:15+00:00",  # "2012-09-11 11:11:15" IST
+    "registered_by": "Hamilton",
+    "registered_store_code": "webstore",
+    "registered_store_name": "Hamilton",
+    "registered_till_code": "Mobile App",
+    "updated_at": "2022-02-18T02:52:34+00:00",  # "2022-02-18 08:22:34" IST
+    "loyalty_points": 500,
+    "lifetime_points": 500,
+    "lifetime_purchases": 0,
+    "redeemed_points": None,  # "points_summaries": {"points_summary": []}
+    "expired_points": None,
+    "current_slab": "Member Tier ",  # as sent
+    "program_id": None,
+    "program_name": None,
+    "points_summaries": [],
+    "custom_fields": {},  # {"field": []}
+    "extended_fields": {"gender": "Female", "city": "Bangalore", "dob": "1998-09-01 00:00:00"},
+}
+CUSTOMER_SAMPLES = [
+    ("v11_customer_get.json", RITA_JOHN),
+    # Tom Sawyer again, without user_id: the one customer asked for.
+    ("v11_customer_get__coupon_order_by.json", EXPECTED_CUSTOMER),
+    ("v11_customer_get__program_summary.json", {
+        **EXPECTED_CUSTOMER,
+        "updated_at": "2024-04-24T13:20:06+00:00",  # "2024-04-24 18:50:06" IST
+        "loyalty_points": 2412,
+        "lifetime_points": 27169.104,
+        "lifetime_purchases": 554135,
+        "current_slab": "Rhodium",
+        "custom_fields": {**EXPECTED_CUSTOMER["custom_fields"], "reco_prod_1": "SKUNU671"},
+    }),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "expected"), CUSTOMER_SAMPLES, ids=[name for name, _ in CUSTOMER_SAMPLES])
+def test_every_customer_get_sample(tmp_path: Path, name: str, expected: dict[str, Any]) -> None:
+    run, _ = replay(tmp_path, **{CUSTOMERS_ROUTE: Reply(name)})
+    assert_records(run.records["customers"], [expected])
+    assert run.tap.item_errors.counts == Counter()
+
+
+def doc_demo(event_log_id: int, event_name: str, at: str, entry_type: str, points: float, net: float,
+             txn: tuple[int, str] | tuple[None, None] = (None, None), **changes: Any) -> dict[str, Any]:  # fmt: skip
+    """An entry of the ledger samples of the docs' "DocDemo" org: program and source program 973
+    DocDemoDefaultProgram, store doc123, till naman_doc, category Main; ``at`` is both ledgerCreatedDate and
+    eventDate (IST) in UTC unless ``changes`` say otherwise."""
+    program = "DocDemoDefaultProgram"
+    fields = {"event_name": event_name, "event_at": at, "ledger_entry_type": entry_type, "net_points_on_event": net,
+              "transaction_id": txn[0], "transaction_number": txn[1], "program_id": 973, "program_name": program,
+              "source_program_id": 973, "source_program_name": program, "store_code": "doc123",
+              "till_code": "naman_doc"}  # fmt: skip
+    return ledger_entry(event_log_id, at, points, **{**fields, **changes})
+
+
+JAN_7 = "2025-01-06T18:30:00+00:00"  # eventDate "2025-01-07 00:00:00.0" IST
+JAN_2 = "2025-01-02T08:16:12+00:00"  # eventDate "2025-01-02 13:46:12.0" IST
+ADD, ADJUST = "TransactionAdd", "ManualPointsAdjustment"
+# eventLogId -> its records (one per entryDetails item), times: "YYYY-MM-DD HH:MM:SS.0" IST -> UTC.
+DOC_DEMO = {
+    605981603: [doc_demo(605981603, ADD, "2025-01-08T05:37:57+00:00", "CREDIT", 10000.0, 10000.0,
+                         (880577676, "Transaction5"), event_at=JAN_7, till_code="neeraj.doc")],
+    605981588: [doc_demo(605981588, ADD, "2025-01-08T05:37:45+00:00", "CREDIT", 10000.0, 10000.0,
+                         (880577668, "Transaction4"), event_at=JAN_7, till_code="neeraj.doc")],
+    605869443: [doc_demo(605869443, ADD, "2025-01-06T23:47:02+00:00", "CREDIT", 2000.0, 2000.0,
+                         (880530176, "txn-01"), event_at="2025-01-07T05:15:12+00:00")],
+    605869373: [doc_demo(605869373, ADD, "2025-01-06T23:42:21+00:00", "CREDIT", 2000.0, 2000.0,
+                         (880530167, "1736226743"), event_at="2025-01-07T05:10:12+00:00")],
+    605476079: [doc_demo(605476079, ADD, "2025-01-03T01:29:21+00:00", "CREDIT", 5000.0, 5000.0,
+                         (880350461, "num-1234573"), event_at=JAN_2)],
+    605475852: [doc_demo(605475852, ADD, "2025-01-03T01:18:54+00:00", "CREDIT", 2000.0, 2000.0,
+                         (880350400, "num-1234572"), event_at=JAN_2)],
+    605475815: [doc_demo(605475815, ADD, "2025-01-03T01:16:01+00:00", "CREDIT", 2000.0, 2000.0,
+                         (880350390, "num-1234571"), event_at=JAN_2)],
+    605376466: [doc_demo(605376466, ADD, "2025-01-02T05:13:07+00:00", "CREDIT", 2000.0, 2000.0,
+                         (880304800, "num-1234570"), event_at=JAN_2)],
+    605376309: [doc_demo(605376309, ADD, "2025-01-02T05:11:01+00:00", "CREDIT", 155.5, 155.5,
+                         (880304718, "num-1234569"), event_at=JAN_2)],
+    603664762: [doc_demo(603664762, ADJUST, "2024-12-18T05:47:11+00:00", "DEBIT", 10.54, -10.54)],
+    603664759: [doc_demo(603664759, ADJUST, "2024-12-18T05:47:08+00:00", "DEBIT", 10.54, -10.54)],
+    603664753: [doc_demo(603664753, ADJUST, "2024-12-18T05:47:01+00:00", "DEBIT", 10.54, -10.54)],
+    602851749: [doc_demo(602851749, ADD, "2024-12-11T01:19:30+00:00", "CREDIT", 23.34, 23.34,
+                         (879297556, "1733899770"))],
+    602851518: [doc_demo(602851518, ADD, "2024-12-11T01:08:51+00:00", "CREDIT", 46.69, 46.688,
+                         (879297472, "1733899131"))],
+    602850907: [doc_demo(602850907, ADD, "2024-12-11T01:01:00+00:00", "CREDIT", 4665.0, 4665.0,
+                         (879297038, "1733898660"))],
+    602850504: [doc_demo(602850504, "ReturnBill", "2024-12-11T00:59:14+00:00", "DEBIT", 311.03, -311.034,
+                         (879296586, "1733898428"))],
+    602850229: [doc_demo(602850229, ADD, "2024-12-11T00:57:08+00:00", "CREDIT", 311.03, 311.034,
+                         (879296586, "1733898428"))],
+    602849630: [  # three entries: the credit and two opening balances of other point categories
+        doc_demo(602849630, ADD, "2024-12-11T00:52:37+00:00", "CREDIT", 311.0, 311.0, (879296042, "1733898157")),
+        doc_demo(602849630, ADD, "2024-12-11T00:52:37+00:00", "OPENING_BALANCE", 0.0, 311.0,
+                 (879296042, "1733898157"), entry_index=1, points_category="DelayedAccrualPointCategory"),
+        doc_demo(602849630, ADD, "2024-12-11T00:52:37+00:00", "OPENING_BALANCE", 0.0, 311.0,
+                 (879296042, "1733898157"), entry_index=2, points_category="ExternalTriggerBasedPointCategory"),
+    ],
+    602847320: [doc_demo(602847320, "CustomerRegistration", "2024-12-11T00:34:22+00:00", "OPENING_BALANCE", 0.0,
+                         0.0)],
+}  # fmt: skip
+DOC_DEMO_WINDOW = {"start_date": "2024-12-01T00:00:00Z", "end_date": "2025-02-01T00:00:00Z"}  # one ledger range
+PROMOTION = ledger_entry(
+    12379266, "2024-06-19T06:28:07+00:00", 100.0,  # "2024-06-19 11:58:07.0" IST
+    event_name="TargetCompleted", event_display_name="TargetCompletePromos",
+    event_at="2024-06-19T06:27:37+00:00",  # "2024-06-19 11:57:37.0" IST
+    program_id=890, program_name="DefaultProgram", source_program_id=890, source_program_name="DefaultProgram",
+    store_code="tillhuhu", till_code="tillhuhu", promotion_id=1120363, promotion_name="TargetCompletePromos",
+)  # fmt: skip
+
+
+def stars_and_coins(index: int, currency: str) -> dict[str, Any]:
+    """An opening balance of 0 in an alternate currency: no points."""
+    return ledger_entry(
+        569437706, "2024-04-25T09:04:52+00:00", None,  # "2024-04-25 14:34:52.0" IST
+        entry_index=index, event_name="CustomerUpdate", ledger_entry_type="OPENING_BALANCE",
+        alternate_currency=currency, alternate_currency_amount=0.0, net_points_on_event=0.0,
+        source_program_id=805, source_program_name="Seven Entertainment", store_code="demostorebukl",
+        till_code="demostorebukl.1",  # and program 469 "Default Program", category Main; "eventDetails": {}
+    )  # fmt: skip
+
+
+LEDGER_SAMPLES = [
+    # (sample, pass, its entries, the pages asked: a pageCount of 2 asks for page 1, which answers 11003)
+    ("v2_points_ledger__promotion.json", {"start_date": "2024-06-01T00:00:00Z", "end_date": "2024-07-01T00:00:00Z"},
+     [PROMOTION], ["0"]),
+    ("v2_points_ledger__alternate_currencies_only.json",
+     {"start_date": "2024-04-01T00:00:00Z", "end_date": "2024-05-01T00:00:00Z"},
+     [stars_and_coins(0, "Stars"), stars_and_coins(1, "Coins")], ["0"]),
+    ("v2_points_ledger__till_id.json", DOC_DEMO_WINDOW, [605981603, 605981588], ["0"]),
+    ("v2_points_ledger__till_ids.json", DOC_DEMO_WINDOW,
+     [605981603, 605981588, 605869443, 605869373, 605476079, 605475852, 605475815, 605376466, 605376309, 603664762],
+     ["0", "1"]),
+    ("v2_points_ledger__store_code.json", DOC_DEMO_WINDOW,
+     [605869443, 605869373, 605476079, 605475852, 605475815, 605376466, 605376309, 603664762, 603664759, 603664753],
+     ["0", "1"]),
+    ("v2_points_ledger__store_id.json", DOC_DEMO_WINDOW,
+     [603664762, 603664759, 603664753, 602851749, 602851518, 602850907, 602850504, 602850229, 602849630, 602847320],
+     ["0"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "window", "entries", "pages"), LEDGER_SAMPLES, ids=[s[0] for s in LEDGER_SAMPLES])
+def test_every_points_ledger_sample(tmp_path: Path, name: str, window: dict, entries: list, pages: list[str]) -> None:
+    """Each sample answers the pass's one ledger range; a later page answers 11003 (no more entries)."""
+    routes = {LEDGER_ROUTE: [Reply(name), Reply(body=json.dumps({"errors": [NO_MORE_ENTRIES]}).encode())]}
+    run, server = replay(tmp_path, settings=window, **routes)
+    expected = [r for e in entries for r in (DOC_DEMO[e] if isinstance(e, int) else [e])]
+    assert_records(run.records["points_ledger"], expected)
+    assert [r.query["offset"] for r in server.requests("/v2/pointsLedger/*")] == pages
+    assert run.tap.item_errors.counts == Counter()
+
+
+def issual(transaction_id: int, ref: str, at: str, reward_id: int, **changes: Any) -> dict[str, Any]:
+    """An issual of the rewards samples' filter variants: "testreward1" (rank 1, enabled, "en"), issued
+    successfully; ``at`` is rewardTransactionDate (epoch ms) in UTC; no eventDateTime or issueDateTime."""
+    return {
+        "reward_transaction_id": transaction_id,
+        "customer_id": 98662653,
+        "reward_issue_ref_id": ref,
+        "transaction_at": at,
+        "event_at": None,
+        "issued_at": None,
+        "success": True,
+        "status_code": 200,
+        "status_message": "Reward issued successfully",
+        "reward_id": reward_id,
+        "reward_name": "testreward1",
+        "reward_description": "testreward1",
+        "reward_language_code": "en",
+        "reward_enabled": True,
+        "reward_rank": 1,
+        "owner_type": None,
+        "owner_id": None,  # ""
+        "points_redemption_ref_ids": [],  # null
+        "fulfillment_status": None,
+        "redemption_type": None,
+        **changes,
+    }
+
+
+def failed_issual(transaction_id: int, ref: str, at: str, code: int, message: str) -> dict[str, Any]:
+    """A failed issual of the rewardId sample: its own status is its outcome (reward 38774, no rank)."""
+    return issual(transaction_id, ref, at, 38774, event_at=at, issued_at=at, success=False, status_code=code,
+                  status_message=message, reward_name=" INTOUCH Enabled", reward_description="Description",
+                  reward_rank=None, redemption_type="CART_PROMOTION")  # fmt: skip
+
+
+NO_REDEMPTION = "redemption id passed doesn't exist"
+CONSTRAINT = ("Reward constraint evaluation failed. Request failed. Max limit for the DAYS is reached. Allowed limit "
+              "is 2 For Level CUSTOMER")  # fmt: skip
+NOV_26 = "2024-11-26T10:47:03+00:00"  # 1732618023000
+REWARD_SAMPLES = [
+    ("rewards_issuals__group_name.json", [issual(289752, "1732091931", "2024-11-20T08:38:51+00:00", 268608)]),
+    ("rewards_issuals__points_ref_ids.json", [
+        issual(293260, "transactionNumber", NOV_26, 272383, owner_type=" LOYALTY_PROGRAM", owner_id="123",
+               points_redemption_ref_ids=["4xyMsS"])]),  # no redemptionType key
+    ("rewards_issuals__redemption_type.json", [
+        issual(293260, "transactionNumber", NOV_26, 272383, redemption_type="MILES"),
+        issual(293259, "transactionNumber", "2024-11-26T10:46:39+00:00", 272383, redemption_type="MILES"),
+        issual(293175, "transactionNumber", "2024-11-26T07:15:02+00:00", 272383, redemption_type="MILES"),
+        issual(286244, "107", "2024-11-14T06:11:01+00:00", 265893, redemption_type="INTOUCH_REWARD"),
+        issual(213560, "107", "2024-07-11T12:57:19+00:00", 198827, redemption_type="INTOUCH_REWARD"),
+    ]),
+    ("rewards_issuals__reward_id.json", [
+        failed_issual(93926, "1743490093", "2025-04-01T06:48:13+00:00", 1010, NO_REDEMPTION),
+        failed_issual(93925, "1743490092", "2025-04-01T06:48:13+00:00", 1010, NO_REDEMPTION),
+        failed_issual(93924, "Transaction-1743490091000", "2025-04-01T06:48:12+00:00", 12005, CONSTRAINT),
+        failed_issual(93923, "1743490091", "2025-04-01T06:48:11+00:00", 1010, NO_REDEMPTION),
+    ]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "expected"), REWARD_SAMPLES, ids=[name for name, _ in REWARD_SAMPLES])
+def test_every_reward_issuals_sample(tmp_path: Path, name: str, expected: list[dict[str, Any]]) -> None:
+    """Failed issuals are records (``success`` false, their own code), not errors of the request."""
+    run, server = replay(tmp_path, **{REWARDS_ROUTE: Reply(name)})
+    assert_records(run.records["reward_issuals"], expected)
+    assert len(server.requests("/api_gateway/*")) == 1, '"last": true ends the listing'
+    assert run.tap.item_errors.counts == Counter()
+
+
+def test_every_collected_sample_is_served_to_the_tap() -> None:
+    """Each published sample of an endpoint the tap calls is replayed above (the tap searches customers only)."""
+    served = set(re.findall(r'\(\s*"(\w+\.(?:json|txt))"', Path(__file__).read_text(encoding="utf-8")))
+    assert sorted(set(sample_names()) - served) == ["v2_search_entity__transaction.json"]

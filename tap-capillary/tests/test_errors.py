@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from emulators.capillary.dialects import error_body, token_refused_body
 from emulators.capillary.doc_samples import sample_bytes
 from tap_capillary.errors import CODES, Action, Report, classify, item_reports, read_reports
 
@@ -41,6 +42,30 @@ def test_each_documented_envelope_is_read_and_classified_in_any_http_status(name
     assert reports == (Report(code, message),)
     for http_status in (200, 400, 401, 403, 404, 498, 500, 503):
         assert classify(http_status, reports).action == action, http_status
+
+
+EMULATED_PATHS = ["/v1.1/customer/get", "/v2/customers/1/transactions", "/v2/search/entity",
+                  "/api_gateway/rewards/core/v1/management/customer/1/issuals"]  # fmt: skip
+
+
+FAULTS = [(429, Action.RETRY), (461, Action.RETRY), (502, Action.RETRY), (503, Action.RETRY), (521, Action.RETRY),
+          (400, Action.FATAL)]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", [*EMULATED_PATHS, "/v3/oauth/token/generate"])
+@pytest.mark.parametrize(("code", "action"), FAULTS)
+def test_the_emulators_error_dialects_are_classified(path: str, code: int, action: Action) -> None:
+    """The emulator answers each path's API in its own dialect (``emulators/capillary/dialects.py``)."""
+    body = error_body(path, code, "refused")
+    for http_status in (200, code):
+        assert classify(http_status, read_reports(body, json.dumps(body).encode()).errors).action == action
+
+
+@pytest.mark.parametrize("path", EMULATED_PATHS)
+@pytest.mark.parametrize("code", [401, 498])
+def test_the_emulators_token_refusals_renew_the_token(path: str, code: int) -> None:
+    body = token_refused_body(path, code, "Unauthorized")
+    assert classify(401, read_reports(body, json.dumps(body).encode()).errors).action == Action.RENEW_TOKEN
 
 
 def test_success_flags_are_not_trusted():

@@ -15,7 +15,9 @@ import requests
 from pyrate_limiter import Limiter
 from singer_sdk.exceptions import FatalAPIError
 
+from emulators.capillary import ADMIN
 from emulators.server import REQUEST_LOG, BackgroundServer
+from tap_capillary import streams
 from tap_capillary.streams import CustomerDataStream
 from tap_capillary.tap import TapCapillary
 from tests.support import OAUTH, TILL, FakeClock, Run, instant, past_anchor, run_tap, run_tap_to_the_end, tap_config
@@ -168,6 +170,52 @@ def test_item_level_errors_are_logged_counted_and_skipped(
     warnings = [r.getMessage() for r in caplog.records if "Capillary item error" in r.getMessage()]
     assert any("1012" in w and "merged into customer" in w for w in warnings)
     assert run.count("customers") > 0
+
+
+@pytest.mark.capillary(**{**SMALL, "coupons_per_customer": 3})
+def test_coupons_past_the_limit_are_a_counted_item_error(
+    capillary_emulator: BackgroundServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """customer/coupons has no offset: a customer with as many coupons as the limit may have older ones, which
+    cannot be read. Each is an item error of its own code, so the stream's summary shows it."""
+    monkeypatch.setattr(streams, "COUPONS_LIMIT", 2)
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(tap_config(capillary_emulator))
+    admin = capillary_emulator.app[ADMIN]
+    ids = capillary_emulator.call(admin.changed_customers, 0)
+    coupons = {i: len(capillary_emulator.call(admin.customer, i)["coupons"]) for i in ids}
+    at_limit = {i for i, n in coupons.items() if n >= 2}
+    assert at_limit, "customers at the limit"
+    assert set(coupons) - at_limit, "and below it"
+    assert run.tap.item_errors.for_stream("coupons") == {"coupon_limit": len(at_limit)}
+    read = Counter(r["customer_id"] for r in run.records["coupons"])
+    assert all(read[i] == min(n, 2) for i, n in coupons.items())
+    messages = [r.getMessage() for r in caplog.records]
+    assert all(any("coupon_limit" in m and f"customer {i}" in m for m in messages) for i in at_limit)
+    assert f"Stream coupons skipped items with Capillary error codes: {{'coupon_limit': {len(at_limit)}}}" in messages
+
+
+@pytest.mark.capillary(customers=24, seed=3, merged_customer_rate=0.0, deleted_customer_rate=0.0,
+                       anchor_time=past_anchor())  # fmt: skip
+def test_a_stream_whose_first_customers_all_fail_alike_stops_the_run(capillary_emulator: BackgroundServer) -> None:
+    """Every ledger call answers the documented "customer not found" (a wrong cluster or org would): the run stops
+    after the stream's first 20 customers, naming the likely cause, with no STATE for the stream."""
+    envelope = {"v2_error__customer_not_found.json": 1.0}
+    capillary_emulator.set_faults({"rules": [{"path": "/v2/pointsLedger/*", "envelopes": envelope}]})
+    run, error = run_tap_to_the_end(tap_config(capillary_emulator, backfill_window_days=30))
+    assert isinstance(error, FatalAPIError)
+    assert re.search(r"Stream points_ledger: its first 20 customers all failed with Capillary code 8015 \(customer "
+                     r"not found for the given identifiers\).*base_url is the org's cluster", str(error))  # fmt: skip
+    assert run.tap.item_errors.for_stream("points_ledger")["8015"] >= 20  # and those read meanwhile by other workers
+    # No window holding a customer was written as done: the windows' STATE waited for a customer read.
+    admin = capillary_emulator.app[ADMIN]
+    ids = capillary_emulator.call(admin.changed_customers, 0)
+    first_change = min(instant(capillary_emulator.call(admin.customer, i)["updated_on"]) for i in ids)
+    written = [instant(state["bookmarks"]["points_ledger"]["replication_key_value"]) for state in run.states
+               if "points_ledger" in state["bookmarks"]]  # fmt: skip
+    assert all(end <= first_change for end in written), "no STATE for the stream's customers"
+    done = {name for name, bookmark in run.state["bookmarks"].items() if "pass_since" not in bookmark}
+    assert done == {"coupons", "customers"}, "the streams before it completed"
 
 
 @pytest.mark.capillary(**SMALL)

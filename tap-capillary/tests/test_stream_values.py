@@ -88,6 +88,7 @@ def test_transactions(run: Run, canonical: dict[int, dict[str, Any]]) -> None:
         r = records[t["id"]]
         kinds[r["type"]] += 1
         assert r["customer_id"] == c["id"]
+        # No bill response has a currency: the billing store's base currency, from organization/entities.
         assert (r["bill_number"], r["type"], r["currency_code"]) == (t["number"], t["type"], t["currency"])
         assert (r["amount"], r["gross_amount"], r["discount"]) == pytest.approx(
             (t["amount"], t["gross_amount"], t["discount"])
@@ -95,11 +96,8 @@ def test_transactions(run: Run, canonical: dict[int, dict[str, Any]]) -> None:
         assert instant(r["billed_at"]) == instant(t["billing_time"])
         assert instant(r["updated_at"]) == instant(t["auto_update_time"])
         assert (r["store_code"], r["till_code"]) == (t["store_code"], t["till_code"])
-        if t["type"] == "RETURN":
-            assert r["points_returned"] == pytest.approx(-t["points"])
-            assert r["return_type"] == t["return_type"]
-        else:
-            assert r["points_issued"] == pytest.approx(t["points"])
+        assert r["return_type"] == (t["return_type"] if t["type"] == "RETURN" else None)
+        assert (r["points_issued"], r["points_redeemed"], r["points_returned"]) == (None, None, None), "undocumented"
         lines = [
             (x["item_code"], x["description"], x["qty"], x["rate"], x["value"], x["discount"], x["amount"])
             for x in t["line_items"]

@@ -55,8 +55,8 @@ class AdobeState:
 ADOBE = web.AppKey("adobe", AdobeState)
 
 
-def _error_body(status: int) -> dict:
-    """Injected faults answer in DCS's problem-JSON dialect."""
+def _error_body(status: int, path: str) -> dict:
+    """Injected faults answer in DCS's problem-JSON dialect, whatever the path."""
     try:
         title = HTTPStatus(status).phrase
     except ValueError:

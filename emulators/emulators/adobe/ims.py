@@ -14,6 +14,7 @@ import base64
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -32,14 +33,16 @@ class Grant:
 
 
 class TokenIssuer:
-    """Issues access tokens and answers whether one is currently valid."""
+    """Issues access tokens and answers whether one is currently valid. ``now`` (epoch seconds) is the clock
+    tokens expire by; tests replace it to let a token expire without waiting."""
 
     def __init__(self, config: AdobeConfig) -> None:
         self._config = config
         self._grants: dict[str, Grant] = {}
+        self.now: Callable[[], float] = time.time
 
     def issue(self, client_id: str, scope: str) -> str:
-        now = time.time()
+        now = self.now()
         lifetime = self._config.token_lifetime_seconds
         header = {"alg": "RS256", "x5u": "ims_na1-key-at-1.cer", "kid": "ims_na1-key-at-1", "itt": "at"}
         claims = {
@@ -59,7 +62,7 @@ class TokenIssuer:
 
     def is_valid(self, token: str) -> bool:
         grant = self._grants.get(token)
-        return grant is not None and time.time() < grant.expires_at
+        return grant is not None and self.now() < grant.expires_at
 
     def revoke_all(self) -> None:
         self._grants.clear()

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from emulators.capillary.auth import TOKEN_PATH, Authenticator
 from emulators.capillary.cache import ResponseCache
+from emulators.capillary.dialects import error_body, v2_errors, v11_status
 from emulators.capillary.doc_samples import sample_bytes
 from emulators.capillary.render import Clock, Renderer
 from emulators.capillary.store import LoyaltyStore
@@ -56,11 +57,11 @@ class ApiError(Exception):
 
 
 def v2_error(status: int, code: int, message: str) -> ApiError:
-    return ApiError(status, {"errors": [{"status": False, "code": code, "message": message}], "warnings": []})
+    return ApiError(status, v2_errors(code, message))
 
 
 def v11_error(status: int, code: int, message: str) -> ApiError:
-    return ApiError(status, {"response": {"status": {"success": "false", "code": code, "message": message}}})
+    return ApiError(status, v11_status(code, message))
 
 
 def int_param(query: Any, name: str, default: int, error: ApiError) -> int:
@@ -729,6 +730,13 @@ def v11_org_entities(request: web.Request) -> tuple[dict, int]:
     if limit < 1:
         raise bad
     where, params = "type = ? AND id >= ?", [entity_type, start_id]
+    if query.get("id"):  # "pass each ID separating with ,"
+        try:
+            ids = [int(x) for x in query["id"].split(",")]
+        except ValueError:
+            raise v11_error(400, 400, "Invalid id") from None
+        where += f" AND id IN ({','.join('?' * len(ids))})"
+        params += ids
     if query.get("modified_since"):
         try:
             since = clock.parse_local(query["modified_since"], V11_DATE_FORMATS)
@@ -767,7 +775,7 @@ def reward_issuals(request: web.Request) -> tuple[dict, int]:
             "rewardIssueTransactions": [],
         }
         raise ApiError(404, body)
-    bad = ApiError(400, {"status": {"success": False, "code": 400, "message": "Invalid page or size"}})
+    bad = ApiError(400, error_body(request.path, 400, "Invalid page or size"))
     page, size = int_param(query, "page", 0, bad), int_param(query, "size", 100, bad)
     if page < 0 or size < 1:
         raise bad

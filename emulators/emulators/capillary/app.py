@@ -9,6 +9,7 @@ from emulators.capillary.api import AUTH, CLOCK, CONFIG, RESPONSE_CACHE, STORE, 
 from emulators.capillary.auth import Authenticator, auth_middleware
 from emulators.capillary.cache import ResponseCache
 from emulators.capillary.config import CapillaryConfig
+from emulators.capillary.dialects import error_body
 from emulators.capillary.doc_samples import sample_bytes, sample_names
 from emulators.capillary.render import Clock, Renderer
 from emulators.capillary.store import LoyaltyStore
@@ -26,15 +27,9 @@ FAULT_MESSAGES = {
 }
 
 
-def fault_body(status: int) -> dict:
-    """Injected faults carry both the v1.1 status envelope and the v2 ``errors`` list: the shared
-    fault middleware does not know which API generation the faulted path belongs to."""
-    message = FAULT_MESSAGES.get(status, "Error")
-    return {
-        "response": {"status": {"success": "false", "code": status, "message": message}},
-        "errors": [{"status": False, "code": status, "message": message}],
-        "warnings": [],
-    }
+def fault_body(status: int, path: str) -> dict:
+    """An injected fault, in the dialect of the faulted path's API."""
+    return error_body(path, status, FAULT_MESSAGES.get(status, "Error"))
 
 
 def envelope_body(name: str) -> bytes:

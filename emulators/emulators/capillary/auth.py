@@ -16,14 +16,17 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from emulators.capillary.dialects import TOKEN_PATH, token_refused_body
 from emulators.faults import ADMIN_PREFIX
 
-TOKEN_PATH = "/v3/oauth/token/generate"
+__all__ = ["TOKEN_HEADER", "TOKEN_PATH", "Authenticator", "auth_middleware"]
+
 TOKEN_HEADER = "X-CAP-API-OAUTH-TOKEN"
 
 
 class Authenticator:
-    """Issued tokens (in memory, with expiry) and the accepted credentials."""
+    """Issued tokens (in memory, with expiry) and the accepted credentials. ``now`` (epoch seconds) is the clock
+    tokens expire by; tests replace it to let a token expire without waiting."""
 
     def __init__(
         self, oauth_clients: dict[str, str], tills: dict[str, str], ttl_seconds: float, timezone: str = "UTC"
@@ -32,21 +35,19 @@ class Authenticator:
         self.timezone = ZoneInfo(timezone)
         self.till_hashes = {user: hashlib.md5(pw.encode()).hexdigest() for user, pw in tills.items()}
         self.ttl_seconds = ttl_seconds
-        self.tokens: dict[str, float] = {}  # token -> monotonic expiry
-        self.expiry_epoch: dict[str, float] = {}  # token -> wall-clock expiry, for the "Token expired at" message
+        self.now: Callable[[], float] = time.time
+        self.tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
 
     def issue(self, key: str, secret: str) -> str | None:
         expected = self.oauth_clients.get(key)
         if expected is None or not hmac.compare_digest(expected.encode(), secret.encode()):
             return None
         token = secrets.token_urlsafe(32)
-        self.tokens[token] = time.monotonic() + self.ttl_seconds
-        self.expiry_epoch[token] = time.time() + self.ttl_seconds
+        self.tokens[token] = self.now() + self.ttl_seconds
         return token
 
     def revoke_all(self) -> None:
         self.tokens.clear()
-        self.expiry_epoch.clear()
 
     def check(self, request: web.Request) -> tuple[int, str] | None:
         """None if the request is authenticated, else the documented code and why not (never echoing credentials):
@@ -56,9 +57,9 @@ class Authenticator:
             expiry = self.tokens.get(token)
             if expiry is None:
                 return 401, "Unauthorized"
-            if time.monotonic() >= expiry:
+            if self.now() >= expiry:
                 del self.tokens[token]
-                expired = datetime.fromtimestamp(self.expiry_epoch.pop(token), self.timezone)
+                expired = datetime.fromtimestamp(expiry, self.timezone)
                 # As the docs print it: "Token expired at 2019-12-02T12:31:15.000+0530".
                 return 498, f"Token expired at {expired.strftime('%Y-%m-%dT%H:%M:%S.000%z')}"
             return None
@@ -76,14 +77,6 @@ class Authenticator:
         return None
 
 
-def unauthorized_body(path: str, code: int, message: str) -> dict:
-    """A refusal in the dialect of the API generation the path belongs to: v1.1 as the authorization-flow
-    page prints it (string code; ``success`` there says "true", here "false"), else v2's ``errors[]``."""
-    if path.startswith("/v1.1/"):
-        return {"response": {"status": {"success": "false", "code": str(code), "message": message}}}
-    return {"errors": [{"status": False, "code": code, "message": message}], "warnings": []}
-
-
 def auth_middleware(authenticator: Authenticator) -> Callable:
     @web.middleware
     async def middleware(
@@ -93,7 +86,7 @@ def auth_middleware(authenticator: Authenticator) -> Callable:
             return await handler(request)
         problem = authenticator.check(request)
         if problem is not None:
-            return web.json_response(unauthorized_body(request.path, *problem), status=401)
+            return web.json_response(token_refused_body(request.path, *problem), status=401)
         return await handler(request)
 
     return middleware

@@ -15,6 +15,14 @@ from zoneinfo import ZoneInfo
 
 from emulators.capillary.generator import basket, program, reference, returned_lines, totals
 
+#: The members of ``billPoints`` the listing's BILL_POINTS table names.
+BILL_POINTS_MEMBERS = (
+    "pointsBreakup",
+    "aggregatedBillPoints",
+    "alternateCurrenciesBreakup",
+    "aggregatedBillAlternateCurrencies",
+)
+
 
 class Clock:
     """Formats and parses times in the cluster's time zone."""
@@ -346,9 +354,7 @@ class Renderer:
             "grossAmount": t["gross_amount"],
             "discount": t["discount"],
             "outlierStatus": t["outlier_status"],
-            # Not in the listing's tables (emulators/README.md, deliberate extras); named as in the
-            # transactionAdded event payload. The tables list no autoUpdateTime: ATTRIBUTION's modifiedDate is there.
-            "currencyCode": t["currency"],
+            # The tables list no autoUpdateTime (ATTRIBUTION's modifiedDate is there) and no currency.
         }
         if t["type"] == "RETURN":
             body["returnType"] = t["return_type"]
@@ -366,7 +372,7 @@ class Renderer:
         if "CREDIT_NOTES" in embed:
             body["creditNotes"] = []
         if "BILL_POINTS" in embed:
-            body["billPoints"] = self.bill_points(t)
+            body["billPoints"] = self.bill_points()
         return body
 
     def bill_extended(self, t: dict[str, Any]) -> dict[str, Any]:
@@ -396,14 +402,17 @@ class Renderer:
             }
         ]
 
-    def bill_points(self, t: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "pointsBreakup": [
-                {"programId": program_id, "regularPoints": t["points"], "promotionalPoints": 0, "promisedPoints": 0}
-                for program_id in [t["program_id"]]
-            ],
-            "aggregatedBillPoints": {"regularPoints": t["points"], "promotionalPoints": 0, "promisedPoints": 0},
-        }
+    @staticmethod
+    def bill_points() -> dict[str, Any]:
+        """``embed=BILL_POINTS``: the table names billPoints' four members but not what they hold, so they are
+        served empty (emulators/README.md); a bill's points are in the points ledger."""
+        members = (
+            "pointsBreakup",
+            "aggregatedBillPoints",
+            "alternateCurrenciesBreakup",
+            "aggregatedBillAlternateCurrencies",
+        )
+        return {member: [] for member in members}
 
     def v2_transaction(self, t: dict[str, Any], parent: dict[str, Any] | None, tenders: bool) -> dict[str, Any]:
         lines = self.lines(t, parent)
@@ -432,7 +441,6 @@ class Renderer:
             "lineItems": [self.v2_line(t, line) for line in lines],
             "outlierStatus": t["outlier_status"],
             "type": t["type"],
-            "currencyCode": t["currency"],
             "lifeTimePurchases": 0,
             "ignorePoints": False,
             "extendedFields": self.bill_extended(t),

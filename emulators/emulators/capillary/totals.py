@@ -3,7 +3,8 @@
 Each Capillary dialect states "how much is left" its own way: v2 and v1.1 ``pagination.total``, the ledger's
 ``ledgerDetails.pageCount``/``totalEntries``, the rewards API's ``pagingDto``, and v1.1 redemptions'
 ``points_count``/``coupons_count``. A client that stops on them stops early when they are wrong; this lets the
-tests say so. "Understate" reports this page as all there is, "overstate" promises pages that do not exist.
+tests say so. "Understate" reports this page as all there is, "overstate" promises pages that do not exist,
+"drift" moves a v2 listing's total from page to page.
 """
 
 from __future__ import annotations
@@ -37,9 +38,21 @@ def _pagination(pagination: dict[str, Any], how: str, rows: int) -> None:
         pagination["total"] = int(pagination.get("total") or 0) + MORE
 
 
+def _drift(pagination: dict[str, Any]) -> None:
+    """v2 ``pagination``: page n (``offset / limit``) reports n more rows than there are, as a listing whose
+    matches change while it is paged does; a listing of one page keeps its true total."""
+    limit = int(pagination.get("limit") or 0)
+    if limit and "total" in pagination:
+        pagination["total"] = int(pagination["total"]) + int(pagination.get("offset") or 0) // limit
+
+
 def misstate(body: Any, how: str) -> None:
-    """Change ``body``'s totals in place (``how``: omit, understate, overstate)."""
+    """Change ``body``'s totals in place (``how``: omit, understate, overstate, or drift: v2 listings only)."""
     if not isinstance(body, dict):
+        return
+    if how == "drift":
+        if isinstance(body.get("pagination"), dict) and "response" not in body:
+            _drift(body["pagination"])
         return
     envelope = body.get("response")
     if isinstance(envelope, dict):
