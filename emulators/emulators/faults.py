@@ -111,9 +111,7 @@ class FaultDecision:
 
     @property
     def is_fault(self) -> bool:
-        return (
-            self.drop or self.cut_body or self.revoke_tokens or self.status is not None or self.envelope is not None
-        )
+        return self.drop or self.cut_body or self.revoke_tokens or self.status is not None or self.envelope is not None
 
 
 @dataclass

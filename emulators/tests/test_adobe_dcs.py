@@ -504,9 +504,9 @@ def test_injected_message_refusals_are_per_message_entries_of_the_207(adobe_emul
     assert len(refused) == 4
     assert {entries[i]["statusCode"] for i in refused} == {400}
     assert {entries[i]["message"] for i in refused} == {f"{prefix()} Message is invalid"}
-    stored = adobe_emulator.call(adobe_emulator.app[ADOBE].store.deliveries, EVENTS)
-    assert [xdm_id for _, xdm_id in stored] == [f"m-{i}" for i in range(12) if i not in refused]
-    assert [xaction for xaction, _ in stored] == [e["xactionId"] for e in entries if "xactionId" in e]
+    stored = adobe_emulator.call(adobe_emulator.app[ADOBE].store.deliveries)
+    assert [xdm_id for _, _, xdm_id in stored] == [f"m-{i}" for i in range(12) if i not in refused]
+    assert [xaction for _, xaction, _ in stored] == [e["xactionId"] for e in entries if "xactionId" in e]
 
 
 def test_an_answer_cut_short_comes_after_the_messages_were_stored(adobe_emulator):
@@ -515,9 +515,9 @@ def test_an_answer_cut_short_comes_after_the_messages_were_stored(adobe_emulator
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         send_batch(adobe_emulator, messages)
     assert send_batch(adobe_emulator, messages).status_code == 207  # sent again: stored twice
-    stored = adobe_emulator.call(adobe_emulator.app[ADOBE].store.deliveries, EVENTS)
-    assert [xdm_id for _, xdm_id in stored] == ["c-0", "c-1", "c-2"] * 2
-    assert len({xaction.rsplit(":", 1)[0] for xaction, _ in stored}) == 2  # two requests, two batch ids
+    stored = adobe_emulator.call(adobe_emulator.app[ADOBE].store.deliveries)
+    assert [(dataset, xdm_id) for dataset, _, xdm_id in stored] == [(EVENTS, f"c-{i}") for i in range(3)] * 2
+    assert len({xaction.rsplit(":", 1)[0] for _, xaction, _ in stored}) == 2  # two requests, two batch ids
 
 
 @pytest.mark.adobe(
