@@ -120,6 +120,25 @@ def keys(records: Iterable[Canonical | Stored], since: str | None = None) -> Cou
     )
 
 
+def uncovered(records: Iterable[Canonical], singer_state: dict[str, Any]) -> Counter:
+    """(stream, key) counts of the canonical records ``singer_state`` does not cover: those a run resuming from it
+    sends (again). The tap reads each customer found in a discovery window for the whole pass, and a window
+    bookmark is the end of the last completed window, so a stream's bookmark covers the records of the customers
+    last changed before it (stores: the stores changed before it); a stream without one covers nothing."""
+    marks = {stream: epoch(b["replication_key_value"]) for stream, b in bookmarks(singer_state).items()}
+
+    def covered(record: Canonical) -> bool:
+        changed = record.customer["updated_on"] if record.customer is not None else record.at
+        return record.stream in marks and epoch(changed) < marks[record.stream]
+
+    return Counter((r.stream, r.key) for r in records if not covered(r))
+
+
+def repeated(counter: Counter) -> Counter:
+    """The keys ``counter`` holds more than once, each with its extra count."""
+    return Counter({key: count - 1 for key, count in counter.items() if count > 1})
+
+
 def differences(expected: Counter, stored: Counter, limit: int = 10) -> dict[str, list]:
     """What is missing from ``stored`` and what it holds beyond ``expected`` (duplicates included), a few of each."""
     return {
@@ -354,6 +373,16 @@ def stored_records(adobe: BackgroundServer, after: dict[str, int] | None = None)
     return result
 
 
+def dead_lettered(path: Path, tenant: str, skip: int = 0) -> Counter:
+    """(stream, key) counts of a dead letter's entries after its first ``skip`` lines, keyed from their XDM as
+    ``stored_key`` keys AEP's messages (the entries of a run's refused records hold ``xdm``); every line must be a
+    JSON object."""
+    if not path.exists():
+        return Counter()
+    entries = [json.loads(line) for line in path.read_text().splitlines()[skip:]]
+    return Counter((e["stream"], stored_key(e["stream"], e["xdm"], tenant)) for e in entries)
+
+
 def failed_messages(adobe: BackgroundServer) -> int:
     """Messages DCS accepted that then failed XDM validation (AEP's failed batches)."""
     return sum(numbers["failed"] for numbers in adobe.call(adobe.app[ADOBE].store.counts).values())
@@ -383,6 +412,7 @@ class Pipeline:
     workdir: Path
     start: datetime
     commands: int = 0
+    meltano_bin: str = MELTANO_BIN
 
     def __post_init__(self) -> None:
         # Meltano writes each run's config, catalog and state files to <sys dir>/run/<plugin>/ and deletes them
@@ -408,7 +438,7 @@ class Pipeline:
         """Any meltano command; its output goes to ``workdir/<n>-<command>.log``."""
         self.commands += 1
         log = self.workdir / f"{self.commands:02d}-{'-'.join(a.strip('-') for a in args[:2])}.log"
-        return meltano(MELTANO_BIN, args, self.env(**extra), log, on_line)
+        return meltano(self.meltano_bin, args, self.env(**extra), log, on_line)
 
     def run(self, *options: str, on_line: Callable[[str], None] | None = None, **extra: str) -> RunResult:
         """``meltano run [options] tap-capillary target-adobe-aep``."""
