@@ -550,11 +550,13 @@ def personal_values(records: list[Canonical]) -> set[str]:
 
 
 def test_a_debug_run_logs_no_record_values_and_no_secrets(scenario: Scenario) -> None:
-    """``meltano --log-level=debug run``: what either plugin logs holds no e-mail, mobile or external id and no
-    secret, and the line per record stays short (a sink once logged its pending records in it). Meltano
+    """``meltano --log-level=debug run``, some customers refused: what either plugin logs holds no e-mail, mobile or
+    external id and no secret, and the line per record stays short (a sink once logged its pending records in it). Meltano
     itself relays the tap's output at that level, records included: those lines are the data, not a log."""
-    result = scenario.pipeline.meltano("--log-level=debug", "run", "tap-capillary", "target-adobe-aep", **FAST)
+    settings = {**FAST, **customers_partly_refused(), "TARGET_ADOBE_AEP_DEAD_LETTER_PATH": str(scenario.dead_letter)}
+    result = scenario.pipeline.meltano("--log-level=debug", "run", "tap-capillary", "target-adobe-aep", **settings)
     assert result.returncode == 0, result.log_path
+    assert scenario.dead_lettered()  # refusals are logged too (counted, not quoted)
     logged, relayed = [], 0
     for line in log_of(result).splitlines():
         parsed = LOG_LINE.match(line)
