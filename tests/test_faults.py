@@ -189,7 +189,7 @@ def test_a_storm_of_429_and_5xx_on_both_sides_is_ridden_out(scenario: Scenario) 
     assert len(scenario.faults(scenario.capillary)) > 20
     assert any(e["path"].startswith("/collection/batch/") for e in scenario.faults(scenario.adobe))
     assert "Retrying after HTTP 429 from" in log
-    assert "DCS answered HTTP 429; retry 1 of 5" in log
+    assert re.search(r"DCS answered HTTP (429|50\d); retry 1 of 5 in", log)
     assert scenario.stored() == keys(scenario.canonical), differences(keys(scenario.canonical), scenario.stored())
 
 
@@ -253,12 +253,12 @@ def requests_sent_again(scenario: Scenario) -> list[set]:
 
 
 def test_tokens_revoked_on_both_sides_are_renewed_once(scenario: Scenario) -> None:
-    """Capillary revokes every token once (the requests in flight get 401) and once answers its documented
-    "token expired" envelope in HTTP 200; IMS tokens are revoked once while DCS requests are sent."""
+    """Capillary revokes every token once while the ledger is read (the requests in flight get 401) and once answers
+    its documented "token expired" envelope in HTTP 200; IMS tokens are revoked once while DCS requests are sent."""
     scenario.capillary.set_faults(
         {"seed": 5, "rules": [
             {"path": "/v1.1/customer/coupons", "envelopes": {"v11_envelope__token_expired.txt": 1.0}, "max_faults": 1},
-            {"path": "/v2/*", "revoke_token_rate": 0.05, "max_faults": 1},
+            {"path": "/v2/pointsLedger/*", "revoke_token_rate": 0.2, "max_faults": 1},
         ]}
     )  # fmt: skip
     scenario.adobe.set_faults({"seed": 6, "rules": [{"path": "/collection/batch/*", "revoke_token_rate": 0.2,
@@ -267,8 +267,8 @@ def test_tokens_revoked_on_both_sides_are_renewed_once(scenario: Scenario) -> No
     log = assert_ok(scenario.run())
 
     assert len(scenario.faults(scenario.capillary)) == 2
-    assert log.count("OAuth token refused by GET /v1.1/customer/coupons; generating a new one") == 1
-    assert "OAuth token refused by GET /v2/" in log
+    assert "OAuth token refused by GET /v1.1/customer/coupons; generating a new one" in log
+    assert "OAuth token refused by GET /v2/pointsLedger/getCustomerLedgerInfo; generating a new one" in log
     assert "DCS inlet answered HTTP 401; refreshing the access token and retrying once" in log
     assert scenario.stored() == keys(scenario.canonical), differences(keys(scenario.canonical), scenario.stored())
 
@@ -413,7 +413,7 @@ def test_sigterm_to_meltano_stops_both_plugins_at_once_without_state(scenario: S
 
     scenario.adobe.set_faults(SLOW_INLET)
     # Bill details answered slowly: the tap still reads its last stream when the faults come.
-    scenario.capillary.set_faults({"rules": [{"path": "/v2/transactions/*", "latency_ms": 200}]})
+    scenario.capillary.set_faults({"rules": [{"path": "/v2/transactions/*", "latency_ms": 1000}]})
     persisted = after_states_persisted(2, faults_on)
     result = scenario.run(
         on_line=lambda line: (persisted(line), watch(line)),
