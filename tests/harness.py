@@ -15,7 +15,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,13 @@ def uncovered(records: Iterable[Canonical], singer_state: dict[str, Any]) -> Cou
         return record.stream in marks and epoch(changed) < marks[record.stream]
 
     return Counter((r.stream, r.key) for r in records if not covered(r))
+
+
+def covered_but_missing(records: Iterable[Canonical], singer_state: dict[str, Any], delivered: Counter) -> Counter:
+    """The records ``singer_state`` covers that are not in ``delivered`` (AEP, the dead letter): a STATE must never
+    cover one of them."""
+    records = list(records)
+    return (keys(records) - uncovered(records, singer_state)) - Counter(set(delivered))
 
 
 def repeated(counter: Counter) -> Counter:
@@ -401,6 +408,13 @@ def customers_mapping_without_gender_translation() -> dict:
 
 
 # -- running Meltano -----------------------------------------------------------------------------------------
+
+
+def new_pipeline(capillary: BackgroundServer, adobe: BackgroundServer, workdir: Path) -> Pipeline:
+    """A pipeline against these emulators with ``start_date`` a day before the Capillary emulator's history."""
+    config = capillary.config
+    start = datetime.fromisoformat(config.anchor_time) - timedelta(days=config.history_days + 1)
+    return Pipeline(capillary, adobe, workdir, start)
 
 
 @dataclass

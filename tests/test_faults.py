@@ -27,7 +27,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -37,12 +36,14 @@ from harness import (
     Canonical,
     Pipeline,
     canonical_records,
+    covered_but_missing,
     customers_mapping_without_gender_translation,
     dataset_sizes,
     dead_lettered,
     dev_config,
     differences,
     keys,
+    new_pipeline,
     repeated,
     stored_records,
     uncovered,
@@ -117,11 +118,9 @@ class Scenario:
         """After a failed run: what the persisted STATE covers is in AEP or the dead letter. Returns what a run
         resuming from it may send again."""
         state = self.pipeline.state()
-        window = uncovered(self.canonical, state)
-        covered = keys(self.canonical) - window
-        missing = covered - Counter(set(self.delivered()))
+        missing = covered_but_missing(self.canonical, state, self.delivered())
         assert not missing, f"STATE {state} covers records that are nowhere: {sorted(missing)[:10]}"
-        return window
+        return uncovered(self.canonical, state)
 
     def faults(self, server: BackgroundServer) -> list[dict]:
         """The requests ``server`` answered with a fault in this scenario."""
@@ -132,9 +131,7 @@ def new_scenario(capillary: BackgroundServer, adobe: BackgroundServer, workdir: 
     for server in (capillary, adobe):
         server.set_faults(None)
         server.call(server.app[REQUEST_LOG].clear)
-    config = capillary.config
-    start = datetime.fromisoformat(config.anchor_time) - timedelta(days=config.history_days + 1)
-    pipeline = Pipeline(capillary, adobe, workdir, start)
+    pipeline = new_pipeline(capillary, adobe, workdir)
     return Scenario(pipeline, canonical_records(capillary), dataset_sizes(adobe), workdir / "dead-letter.jsonl")
 
 
@@ -551,8 +548,8 @@ def personal_values(records: list[Canonical]) -> set[str]:
 
 def test_a_debug_run_logs_no_record_values_and_no_secrets(scenario: Scenario) -> None:
     """``meltano --log-level=debug run``, some customers refused: what either plugin logs holds no e-mail, mobile or
-    external id and no secret, and the line per record stays short (a sink once logged its pending records in it). Meltano
-    itself relays the tap's output at that level, records included: those lines are the data, not a log."""
+    external id and no secret, and the line per record stays short (a sink once logged its pending records in it).
+    Meltano itself relays the tap's output at that level, records included: those lines are the data, not a log."""
     settings = {**FAST, **customers_partly_refused(), "TARGET_ADOBE_AEP_DEAD_LETTER_PATH": str(scenario.dead_letter)}
     result = scenario.pipeline.meltano("--log-level=debug", "run", "tap-capillary", "target-adobe-aep", **settings)
     assert result.returncode == 0, result.log_path
