@@ -394,15 +394,16 @@ def test_sigterm_to_meltano_stops_both_plugins_at_once_without_state(scenario: S
         overdue.append(True)
         meltano.kill()
 
+    # Still running a minute after SIGTERM: Meltano or a plugin is waiting out a retry.
+    deadline = threading.Timer(60, lambda: kill_overdue(terminated[0]))
+    deadline.daemon = True
+
     def watch(line: str) -> None:
         if "DCS answered HTTP 503; retry 1 of" in line and not terminated:
             (meltano,) = (p for p in psutil.Process().children() if MELTANO_BIN in p.cmdline())
             meltano.terminate()
             terminated.append(meltano)
-            # Still running a minute after SIGTERM: Meltano or a plugin is waiting out a retry.
-            timer = threading.Timer(60, kill_overdue, args=(meltano,))
-            timer.daemon = True
-            timer.start()
+            deadline.start()
 
     def faults_on() -> None:
         scenario.adobe.set_faults(stop)
@@ -418,6 +419,7 @@ def test_sigterm_to_meltano_stops_both_plugins_at_once_without_state(scenario: S
         TAP_CAPILLARY_RETRY_BUDGET_SECONDS=budget,
         **CHECKPOINTS,
     )
+    deadline.cancel()
     assert terminated, f"the target never waited to retry, log: {result.log_path}"
     assert not overdue, f"meltano did not stop within a minute of SIGTERM, log: {result.log_path}"
     log = assert_failed_with(result, "target-adobe-aep Received termination signal 15: stopping without writing STATE")
