@@ -7,14 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))  # pipeline.py, shared with the demo
 
-from harness import MELTANO_BIN, OFFLINE_ENV, ROOT, Pipeline
+from harness import MELTANO_BIN, OFFLINE_ENV, ROOT, Pipeline, new_pipeline
 
 from emulators.server import BackgroundServer
 
@@ -33,6 +32,4 @@ def pipeline(
     meltano_installed: None, capillary_emulator: BackgroundServer, adobe_emulator: BackgroundServer, tmp_path: Path
 ) -> Pipeline:
     """The pipeline against this test's emulators, with ``start_date`` a day before the generated history."""
-    config = capillary_emulator.config
-    start = datetime.fromisoformat(config.anchor_time) - timedelta(days=config.history_days + 1)
-    return Pipeline(capillary_emulator, adobe_emulator, tmp_path, start)
+    return new_pipeline(capillary_emulator, adobe_emulator, tmp_path)

@@ -15,7 +15,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,32 @@ def keys(records: Iterable[Canonical | Stored], since: str | None = None) -> Cou
         for r in records
         if since is None or not isinstance(r, Canonical) or epoch(r.at) >= epoch(since)
     )
+
+
+def uncovered(records: Iterable[Canonical], singer_state: dict[str, Any]) -> Counter:
+    """(stream, key) counts of the canonical records ``singer_state`` does not cover: those a run resuming from it
+    sends (again). The tap reads each customer found in a discovery window for the whole pass, and a window
+    bookmark is the end of the last completed window, so a stream's bookmark covers the records of the customers
+    last changed before it (stores: the stores changed before it); a stream without one covers nothing."""
+    marks = {stream: epoch(b["replication_key_value"]) for stream, b in bookmarks(singer_state).items()}
+
+    def covered(record: Canonical) -> bool:
+        changed = record.customer["updated_on"] if record.customer is not None else record.at
+        return record.stream in marks and epoch(changed) < marks[record.stream]
+
+    return Counter((r.stream, r.key) for r in records if not covered(r))
+
+
+def covered_but_missing(records: Iterable[Canonical], singer_state: dict[str, Any], delivered: Counter) -> Counter:
+    """The records ``singer_state`` covers that are not in ``delivered`` (AEP, the dead letter): a STATE must never
+    cover one of them."""
+    records = list(records)
+    return (keys(records) - uncovered(records, singer_state)) - Counter(set(delivered))
+
+
+def repeated(counter: Counter) -> Counter:
+    """The keys ``counter`` holds more than once, each with its extra count."""
+    return Counter({key: count - 1 for key, count in counter.items() if count > 1})
 
 
 def differences(expected: Counter, stored: Counter, limit: int = 10) -> dict[str, list]:
@@ -354,6 +380,16 @@ def stored_records(adobe: BackgroundServer, after: dict[str, int] | None = None)
     return result
 
 
+def dead_lettered(path: Path, tenant: str, skip: int = 0) -> Counter:
+    """(stream, key) counts of a dead letter's entries after its first ``skip`` lines, keyed from their XDM as
+    ``stored_key`` keys AEP's messages (the entries of a run's refused records hold ``xdm``); every line must be a
+    JSON object."""
+    if not path.exists():
+        return Counter()
+    entries = [json.loads(line) for line in path.read_text().splitlines()[skip:]]
+    return Counter((e["stream"], stored_key(e["stream"], e["xdm"], tenant)) for e in entries)
+
+
 def failed_messages(adobe: BackgroundServer) -> int:
     """Messages DCS accepted that then failed XDM validation (AEP's failed batches)."""
     return sum(numbers["failed"] for numbers in adobe.call(adobe.app[ADOBE].store.counts).values())
@@ -374,6 +410,13 @@ def customers_mapping_without_gender_translation() -> dict:
 # -- running Meltano -----------------------------------------------------------------------------------------
 
 
+def new_pipeline(capillary: BackgroundServer, adobe: BackgroundServer, workdir: Path) -> Pipeline:
+    """A pipeline against these emulators with ``start_date`` a day before the Capillary emulator's history."""
+    config = capillary.config
+    start = datetime.fromisoformat(config.anchor_time) - timedelta(days=config.history_days + 1)
+    return Pipeline(capillary, adobe, workdir, start)
+
+
 @dataclass
 class Pipeline:
     """``meltano`` commands in the repository root against these emulators, with state in ``workdir``."""
@@ -383,6 +426,7 @@ class Pipeline:
     workdir: Path
     start: datetime
     commands: int = 0
+    meltano_bin: str = MELTANO_BIN
 
     def __post_init__(self) -> None:
         # Meltano writes each run's config, catalog and state files to <sys dir>/run/<plugin>/ and deletes them
@@ -408,7 +452,7 @@ class Pipeline:
         """Any meltano command; its output goes to ``workdir/<n>-<command>.log``."""
         self.commands += 1
         log = self.workdir / f"{self.commands:02d}-{'-'.join(a.strip('-') for a in args[:2])}.log"
-        return meltano(MELTANO_BIN, args, self.env(**extra), log, on_line)
+        return meltano(self.meltano_bin, args, self.env(**extra), log, on_line)
 
     def run(self, *options: str, on_line: Callable[[str], None] | None = None, **extra: str) -> RunResult:
         """``meltano run [options] tap-capillary target-adobe-aep``."""

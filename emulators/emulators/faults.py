@@ -2,14 +2,18 @@
 
 A fault profile is a seed plus an ordered list of rules. The first rule whose
 ``path`` (fnmatch pattern on the request path) and ``method`` match a request
-decides what happens to it: added latency, a dropped connection, a revoked
-token, an error status (a 3xx one redirects to ``redirect_to``), a published
-envelope (an emulator's named error body, served with ``envelope_status``, HTTP
-200 by default), or misstated paging totals
+decides what happens to it: added latency, a dropped connection, an answer cut
+short (the request is handled, then only half of the answer's body is sent), a
+revoked token, an error status (a 3xx one redirects to ``redirect_to``), a
+published envelope (an emulator's named error body, served with
+``envelope_status``, HTTP 200 by default), or misstated paging totals
 (``total``: the emulator omits, understates, overstates or drifts the totals of matching
-responses). Rates are probabilities in [0, 1]; ``max_faults`` bounds how many
-faults a rule injects, so a test can say "the next 2 calls fail". Paths under
-the admin prefix are never faulted.
+responses). ``reject_message_rate`` is per message of a batch request: an
+emulator that takes several messages in one request (DCS's batch endpoint)
+refuses each with that probability in its multi-status answer. Rates are
+probabilities in [0, 1]; ``max_faults`` bounds how many faults a rule injects,
+so a test can say "the next 2 calls fail". Paths under the admin prefix are
+never faulted.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import fnmatch
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -48,7 +52,9 @@ class FaultRule:
     redirect_to: str | None = None
     latency_ms: float = 0.0
     drop_rate: float = 0.0
+    cut_body_rate: float = 0.0
     revoke_token_rate: float = 0.0
+    reject_message_rate: float = 0.0
     max_faults: int | None = None
     injected: int = 0
 
@@ -62,13 +68,17 @@ class FaultRule:
         rule = cls(**data)
         rule.status_rates = {int(k): float(v) for k, v in rule.status_rates.items()}
         rule.envelopes = {str(k): float(v) for k, v in rule.envelopes.items()}
-        rates = [*rule.status_rates.values(), *rule.envelopes.values(), rule.drop_rate, rule.revoke_token_rate]
+        rates = [*rule.status_rates.values(), *rule.envelopes.values(), rule.drop_rate, rule.cut_body_rate,
+                 rule.revoke_token_rate, rule.reject_message_rate]  # fmt: skip
         for rate in rates:
             if not 0.0 <= rate <= 1.0:
                 msg = f"fault rates must be within [0, 1], got {rate}"
                 raise ValueError(msg)
         if sum(rule.status_rates.values()) + sum(rule.envelopes.values()) > 1.0:
             msg = "the status and envelope rates of one rule must add up to at most 1"
+            raise ValueError(msg)
+        if rule.drop_rate + rule.cut_body_rate > 1.0:
+            msg = "drop_rate and cut_body_rate of one rule must add up to at most 1"
             raise ValueError(msg)
         if any(300 <= status < 400 for status in rule.status_rates) and not rule.redirect_to:
             msg = "a 3xx status needs redirect_to, the Location it redirects to"
@@ -89,6 +99,7 @@ class FaultRule:
 class FaultDecision:
     latency_ms: float = 0.0
     drop: bool = False
+    cut_body: bool = False
     revoke_tokens: bool = False
     status: int | None = None
     envelope: str | None = None
@@ -96,10 +107,11 @@ class FaultDecision:
     total: str | None = None
     retry_after: float = 1.0
     redirect_to: str | None = None
+    rule: FaultRule | None = None  # the rule that matched: per-message faults draw on it
 
     @property
     def is_fault(self) -> bool:
-        return self.drop or self.revoke_tokens or self.status is not None or self.envelope is not None
+        return self.drop or self.cut_body or self.revoke_tokens or self.status is not None or self.envelope is not None
 
 
 @dataclass
@@ -141,12 +153,15 @@ class FaultProfile:
                 redirect_to=rule.redirect_to,
                 envelope_status=rule.envelope_status,
                 total=rule.total,
+                rule=rule,
             )
             if rule.exhausted():
                 return decision
             draw = self._random.random()
             if draw < rule.drop_rate:
                 decision.drop = True
+            elif draw < rule.drop_rate + rule.cut_body_rate:
+                decision.cut_body = True
             elif self._random.random() < rule.revoke_token_rate:
                 decision.revoke_tokens = True
             else:
@@ -159,6 +174,16 @@ class FaultProfile:
                 rule.injected += 1
             return decision
         return FaultDecision()
+
+    def rejects_message(self, decision: FaultDecision) -> bool:
+        """Whether to refuse the next message of a batch request (``reject_message_rate`` of the matched rule)."""
+        rule = decision.rule
+        if rule is None or not rule.reject_message_rate or rule.exhausted():
+            return False
+        if self._random.random() < rule.reject_message_rate:
+            rule.injected += 1
+            return True
+        return False
 
     def _pick(self, rates: list[tuple[int | str, float]]) -> int | str | None:
         """A status (int) or envelope name (str) by its rate, or None."""
@@ -206,4 +231,20 @@ async def fault_middleware(
         if decision.status in (429, 503):
             headers["Retry-After"] = str(max(0, round(decision.retry_after)))
         return web.json_response(body, status=decision.status, headers=headers)
-    return await handler(request)
+    response = await handler(request)
+    if decision.cut_body:
+        await _send_half(request, response)
+    return response
+
+
+async def _send_half(request: web.Request, response: web.StreamResponse) -> NoReturn:
+    """The answer's status and headers with its full ``Content-Length``, then half of its body, then the connection
+    closes: the request was handled, its answer never arrives whole (a crashed proxy, a cut line)."""
+    body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
+    half = web.StreamResponse(status=response.status, headers={"Content-Type": response.content_type})
+    half.content_length = len(body)
+    await half.prepare(request)
+    await half.write(body[: len(body) // 2])
+    if request.transport is not None:
+        request.transport.close()  # flushes what was written, then closes
+    raise asyncio.CancelledError

@@ -86,7 +86,8 @@ async def request_log_middleware(
         entry["status"] = exc.status
         raise
     except asyncio.CancelledError:
-        entry["status"] = "dropped"
+        decision = request.get(FAULT_DECISION)
+        entry["status"] = "cut" if decision is not None and decision.cut_body else "dropped"
         raise
     finally:
         decision = request.get(FAULT_DECISION)

@@ -493,6 +493,35 @@ def test_injected_token_revocation_invalidates_issued_tokens(adobe_emulator):
     assert send(adobe_emulator, msg, inlet=AUTH, token=issue_token(adobe_emulator)).status_code == 200
 
 
+def test_injected_message_refusals_are_per_message_entries_of_the_207(adobe_emulator):
+    """``reject_message_rate``: each message of a batch request is refused with that probability, with the
+    documented per-message entry, and not stored; ``max_faults`` bounds the refusals."""
+    adobe_emulator.set_faults(
+        {"seed": 3, "rules": [{"path": "/collection/batch/*", "reject_message_rate": 0.5, "max_faults": 4}]}
+    )
+    messages = [message(adobe_emulator, EVENTS, event(_id=f"m-{i}")) for i in range(12)]
+    results = [send_batch(adobe_emulator, messages[:6]).json(), send_batch(adobe_emulator, messages[6:]).json()]
+    entries = [entry for body in results for entry in body["responses"]]
+    refused = [i for i, entry in enumerate(entries) if "statusCode" in entry]
+    assert len(refused) == 4
+    assert {entries[i]["statusCode"] for i in refused} == {400}
+    assert {entries[i]["message"] for i in refused} == {f"{prefix()} Message is invalid"}
+    stored = adobe_emulator.call(adobe_emulator.app[ADOBE].store.deliveries)
+    assert [xdm_id for _, _, xdm_id in stored] == [f"m-{i}" for i in range(12) if i not in refused]
+    assert [xaction for _, xaction, _ in stored] == [e["xactionId"] for e in entries if "xactionId" in e]
+
+
+def test_an_answer_cut_short_comes_after_the_messages_were_stored(adobe_emulator):
+    adobe_emulator.set_faults({"rules": [{"path": "/collection/batch/*", "cut_body_rate": 1.0, "max_faults": 1}]})
+    messages = [message(adobe_emulator, EVENTS, event(_id=f"c-{i}")) for i in range(3)]
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        send_batch(adobe_emulator, messages)
+    assert send_batch(adobe_emulator, messages).status_code == 207  # sent again: stored twice
+    stored = adobe_emulator.call(adobe_emulator.app[ADOBE].store.deliveries)
+    assert [(dataset, xdm_id) for dataset, _, xdm_id in stored] == [(EVENTS, f"c-{i}") for i in range(3)] * 2
+    assert len({xaction.rsplit(":", 1)[0] for _, xaction, _ in stored}) == 2  # two requests, two batch ids
+
+
 @pytest.mark.adobe(
     faults={"seed": 1, "rules": [{"path": "/collection/*", "status_rates": {503: 1.0}, "max_faults": 1}]}
 )

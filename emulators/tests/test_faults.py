@@ -84,6 +84,26 @@ def test_dropped_connection(server):
     assert requests.get(f"{server.base_url}/v1/hello", timeout=5).status_code == 200
 
 
+def test_an_answer_cut_short_after_the_request_was_handled():
+    handled = []
+
+    async def count(_: web.Request) -> web.Response:
+        handled.append(1)
+        return web.json_response({"handled": len(handled), "padding": "x" * 1000})
+
+    app = create_base_app()
+    app.router.add_get("/v1/count", count)
+    with BackgroundServer(app) as server:
+        server.set_faults({"rules": [{"path": "/v1/count", "cut_body_rate": 1.0, "max_faults": 1}]})
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            requests.get(f"{server.base_url}/v1/count", timeout=5)
+        assert requests.get(f"{server.base_url}/v1/count", timeout=5).json()["handled"] == 2
+        log = requests.get(f"{server.base_url}/_emulator/requests", timeout=5).json()
+    assert [(e["status"], e["fault"]) for e in log["requests"]] == [("cut", True), (200, False)]
+    with pytest.raises(ValueError, match="drop_rate and cut_body_rate"):
+        FaultProfile.from_dict({"rules": [{"drop_rate": 0.6, "cut_body_rate": 0.6}]})
+
+
 def test_latency_is_added(server):
     server.set_faults({"rules": [{"latency_ms": 300}]})
     response = requests.get(f"{server.base_url}/v1/hello", timeout=5)

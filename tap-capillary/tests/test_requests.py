@@ -296,6 +296,21 @@ def test_a_storm_of_429_and_5xx_is_ridden_out(capillary_emulator: BackgroundServ
 
 
 @pytest.mark.capillary(**SMALL)
+def test_the_default_retries_ride_out_six_failures_in_a_row(capillary_emulator: BackgroundServer) -> None:
+    """One request failing six times in a row: the fixed six tries the tap once had gave up there (what made one
+    storm run in three fail); the default max_retries (10) sends it a seventh time and reads everything."""
+    baseline = run_tap(tap_config(capillary_emulator))
+    path = "/v1.1/organization/entities"
+    capillary_emulator.set_faults(
+        {"rules": [{"path": path, "status_rates": {503: 1.0}, "retry_after": 0, "max_faults": 6}]}
+    )
+    capillary_emulator.call(capillary_emulator.app[REQUEST_LOG].clear)
+    run = run_tap(tap_config(capillary_emulator))
+    assert [e["status"] for e in requests_log(capillary_emulator, path)][:7] == [503] * 6 + [200]
+    assert record_keys(run) == record_keys(baseline)
+
+
+@pytest.mark.capillary(**SMALL)
 def test_a_dead_service_fails_within_the_retry_budget(capillary_emulator: BackgroundServer) -> None:
     capillary_emulator.set_faults({"rules": [{"path": "/v2/search/*", "status_rates": {502: 1.0}}]})
     config = tap_config(capillary_emulator, max_retries=1000, retry_budget_seconds=120)

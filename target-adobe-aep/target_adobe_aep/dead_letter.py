@@ -51,6 +51,19 @@ def write_all(file: BinaryIO, data: bytes) -> None:
         view = view[file.write(view) :]
 
 
+def _end_of_last_line(file: BinaryIO, size: int) -> int:
+    """The offset just after the last newline of ``file`` (``size`` bytes long), 0 if it has none."""
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        file.seek(start)
+        cut = file.read(end - start).rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end = start
+    return 0
+
+
 class DeadLetterError(RuntimeError):
     """The dead letter cannot be written (disk full, read-only, ...): the batch is not acknowledged."""
 
@@ -80,30 +93,34 @@ class DeadLetter:
         return self.path.with_name(self.path.name + ".torn")
 
     def _repair(self, report: Callable[[str], None]) -> None:
+        """Move a partial last line aside. Only reads unless there is one, so a dead letter on a read-only volume
+        stops the run only when a record must be written to it."""
         try:
-            file = self.path.open("r+b")
+            with self.path.open("rb") as file:
+                size = file.seek(0, os.SEEK_END)
+                keep = _end_of_last_line(file, size)
         except FileNotFoundError:
             return
-        with file:
-            size = end = file.seek(0, os.SEEK_END)
-            keep = 0
-            while end > 0:  # back to the end of the last complete line
-                start = max(0, end - 65536)
-                file.seek(start)
-                cut = file.read(end - start).rfind(b"\n")
-                if cut >= 0:
-                    keep = start + cut + 1
-                    break
-                end = start
-            if keep == size:
-                return
-            file.seek(keep)
-            tail = file.read()
-            with private_file(self.torn_path) as torn:
-                write_all(torn, tail + b"\n")
-                os.fsync(torn.fileno())
-            file.truncate(keep)
-            os.fsync(file.fileno())
+        except OSError as exc:
+            msg = f"cannot read the dead letter {self.path}: {exc.strerror or exc}"
+            raise DeadLetterError(msg) from None
+        if keep == size:
+            return
+        try:
+            with self.path.open("r+b") as file:
+                file.seek(keep)
+                tail = file.read()
+                with private_file(self.torn_path) as torn:
+                    write_all(torn, tail + b"\n")
+                    os.fsync(torn.fileno())
+                file.truncate(keep)
+                os.fsync(file.fileno())
+        except OSError as exc:
+            msg = (
+                f"cannot repair the dead letter {self.path}, which ends with a partial line (a write cut short): "
+                f"{exc.strerror or exc}"
+            )
+            raise DeadLetterError(msg) from None
         self.torn_lines = 1
         report(
             f"The dead letter {self.path} ended with a partial line ({len(tail)} bytes, from a write cut short): "

@@ -3,16 +3,21 @@ a partial last line (a kill or a full disk mid-write) is moved aside when the fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Aep, stream_messages
 from test_target import transactions
+
+from target_adobe_aep.dead_letter import DeadLetterError
 
 RLIMITED = (
     "import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
@@ -72,3 +77,48 @@ def test_a_write_the_disk_refuses_is_cut_off_and_ends_the_run_with_one_line(aep:
     run = aep.run(stream_messages("transactions", transactions(3, bad_currency={1}), {"t": 3}))
     assert run.states == [{"t": 3}]
     assert [e["reason"] == "earlier" for e in aep.dead_letters()] == [True, False]
+
+
+@contextlib.contextmanager
+def unwritable(path: Path) -> Iterator[None]:
+    """``path`` (an existing file) unwritable while the block runs: its permissions for a user, the immutable
+    attribute for root (whom permissions do not stop). Skips where neither is possible."""
+    if os.geteuid() != 0:
+        path.chmod(0o400)
+        try:
+            yield
+        finally:
+            path.chmod(0o600)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("root cannot make a file immutable here")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_an_unwritable_dead_letter_stops_the_run_only_when_a_record_needs_it(aep: Aep) -> None:
+    """Opening the dead letter to check its last line only reads it: a run with nothing to dead-letter goes
+    through; the first record that must be written ends the run with one line, nothing of its batch acknowledged."""
+    earlier = b'{"stream": "transactions", "reason": "earlier"}\n'
+    aep.dead_letter_path.write_bytes(earlier)
+    with unwritable(aep.dead_letter_path):
+        run = aep.run(stream_messages("transactions", transactions(3), {"t": 3}))
+        assert run.states == [{"t": 3}]
+        failed = aep.run(stream_messages("transactions", transactions(3, bad_currency={1}), {"t": 6}),
+                         expect_error=True)  # fmt: skip
+    assert isinstance(failed.error, DeadLetterError)
+    assert str(failed.error).startswith(f"cannot write the dead letter {aep.dead_letter_path}: ")
+    assert str(failed.error).endswith("; nothing of the batch is acknowledged")
+    assert failed.states == []
+    assert aep.dead_letter_path.read_bytes() == earlier
+
+
+def test_a_torn_dead_letter_that_cannot_be_repaired_ends_the_run_with_one_line(aep: Aep) -> None:
+    aep.dead_letter_path.write_bytes(b'{"stream": "transac')
+    with unwritable(aep.dead_letter_path):
+        failed = aep.run(stream_messages("transactions", transactions(3), {"t": 3}), expect_error=True)
+    assert isinstance(failed.error, DeadLetterError)
+    assert f"cannot repair the dead letter {aep.dead_letter_path}, which ends with a partial line" in str(failed.error)
+    assert failed.states == []

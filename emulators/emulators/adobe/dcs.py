@@ -30,6 +30,7 @@ from emulators.adobe.ratelimit import TokenBucket
 from emulators.adobe.sandbox import Sandbox
 from emulators.adobe.store import Record, Store
 from emulators.adobe.xdm import Schema, validation_report
+from emulators.faults import FAULT_DECISION, FAULT_PROFILE
 
 INLET_PROBLEM = "http://ns.adobe.com/adobecloud/problem/data-collection-service/inlet"
 AUTH_PROBLEM = "https://ns.adobe.com/adobecloud/problem/data-collection-service-authorization"
@@ -39,6 +40,8 @@ SCHEMA_MEDIA_TYPES = ("application/vnd.adobe.xed-full+json", "application/vnd.ad
 HEADER_MANDATORY = "The 'header' field is mandatory"
 WRONG_ORG = "Message has an absent or wrong ims org in the header"
 UNKNOWN_FORMAT = "Message has unknown xdm format"
+# The message of a refused message's report (streaming-validation.md): what a ``reject_message_rate`` fault answers.
+INVALID_MESSAGE = "Message is invalid"
 
 
 def problem(status: int, message: str, title: str | None = None, problem_type: str = INLET_PROBLEM) -> dict:
@@ -204,8 +207,11 @@ class CollectionService:
         batch_id = self._transaction_id(received_ms)
         responses: list[dict[str, Any]] = []
         records: list[Record] = []
+        decision, faults = request.get(FAULT_DECISION), request.app[FAULT_PROFILE]
         for index, message in enumerate(messages):
             envelope_error, dataset_id, entity = self._envelope(message)
+            if envelope_error is None and decision is not None and faults.rejects_message(decision):
+                envelope_error = INVALID_MESSAGE
             if envelope_error is not None:
                 responses.append({"statusCode": 400, "message": f"{self._prefix(inlet_id)} {envelope_error}"})
                 continue

@@ -192,6 +192,13 @@ class Store:
         )
         return [orjson.loads(row[0]) for row in rows]
 
+    def deliveries(self) -> list[tuple[str, str, str | None]]:
+        """``(dataset, xactionId, _id)`` of each valid record in arrival order. An xactionId is ``<batchId>:<index>``,
+        so it tells which DCS request brought which message (a message sent twice has two)."""
+        query = "SELECT dataset_id, xaction_id, xdm_id FROM records WHERE failed = 0 ORDER BY seq"
+        rows = self._stored().execute(query)
+        return list(rows)
+
     def failed(self, dataset_id: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Failed records with the validation errors that failed them, in arrival order."""
         rows = self._stored().execute(
