@@ -284,15 +284,17 @@ class InvalidStateError(Exception):
 
 
 # After a termination signal, requests already sent get this long to end before the process exits regardless.
-TERMINATION_GRACE_SECONDS = 3.0
+TERMINATION_GRACE_SECONDS = 5.0
 
 
 def _exit_after_grace(code: int) -> None:
-    """Exit with ``code`` once the grace period is over if the process has not ended by then: a request in
+    """Exit with ``code`` once the grace period is over, if the process has not ended by then: a request in
     flight may take up to its timeout, and Python waits for the threads sending them."""
     time.sleep(TERMINATION_GRACE_SECONDS)
-    logging.getLogger(TapCapillary.name).warning("Requests still in flight after the grace period: exiting now")
-    sys.stderr.flush()
+    logger = logging.getLogger(TapCapillary.name)
+    logger.warning("Requests still in flight after %.0f s: exiting now", TERMINATION_GRACE_SECONDS)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
     os._exit(code)
 
 

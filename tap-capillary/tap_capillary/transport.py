@@ -132,6 +132,13 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
         return None
 
 
+def backoff_seconds(tries: int, base_seconds: float, retry_after: float | None) -> float:
+    """The wait after try ``tries``: exponential backoff from ``base_seconds`` with equal jitter (at least half of
+    the step, so retries of many threads spread out yet still back off), never shorter than ``Retry-After``."""
+    ceiling = min(MAX_BACKOFF_SECONDS, base_seconds * 2 ** (tries - 1))
+    return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
+
+
 def certificate_error(error: requests.exceptions.SSLError, request: requests.PreparedRequest) -> FatalAPIError | None:
     """The fatal error for a certificate that does not verify; None for other TLS failures (a cut handshake)."""
     found = re.search(r"certificate verify failed: [^(')]*", str(error))
@@ -204,8 +211,7 @@ class RetryPolicy:
                 error = exc
             elapsed = self.clock.now() - start
             retry_after = retry_after_seconds(getattr(error, "response", None))
-            ceiling = min(MAX_BACKOFF_SECONDS, self.base_seconds * 2 ** (tries - 1))
-            wait = max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
+            wait = backoff_seconds(tries, self.base_seconds, retry_after)
             reason = str(error) if isinstance(error, RetriableAPIError) else f"{type(error).__name__} on {what}"
             if tries >= self.max_tries or elapsed + wait > self.budget_seconds:
                 msg = (

@@ -90,4 +90,4 @@ def test_a_signal_during_a_request_stops_the_tap_after_the_grace_period(
     finally:
         process.kill()
     assert process.returncode == 128 + signal.SIGTERM
-    assert "Requests still in flight after the grace period: exiting now" in output
+    assert f"Requests still in flight after {TERMINATION_GRACE_SECONDS:.0f} s: exiting now" in output

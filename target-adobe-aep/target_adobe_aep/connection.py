@@ -42,8 +42,15 @@ USER_AGENT = "target-adobe-aep"
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Errors after which the request may not have been processed; all our calls are safe to repeat.
 CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-# A Retry-After longer than this is not waited for in full: the retry budget decides.
-MAX_WAIT_SECONDS = 60.0
+#: Longest wait between tries when the API sends no ``Retry-After`` (exponential backoff reaches it).
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def backoff_seconds(tries: int, base_seconds: float, retry_after: float | None) -> float:
+    """The wait after try ``tries``: exponential backoff from ``base_seconds`` with equal jitter (at least half of
+    the step, so retries of many threads spread out yet still back off), never shorter than ``Retry-After``."""
+    ceiling = min(MAX_BACKOFF_SECONDS, base_seconds * 2 ** (tries - 1))
+    return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
 
 
 class ConfigError(ValueError):
@@ -120,9 +127,9 @@ def new_session(pool_size: int, ca_bundle: str | None = None) -> requests.Sessio
     return session
 
 
-def retry_after_seconds(response: requests.Response) -> float | None:
-    """The ``Retry-After`` header as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3), read by urllib3."""
-    value = response.headers.get("Retry-After")
+def retry_after_seconds(response: requests.Response | None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3), read by urllib3."""
+    value = response.headers.get("Retry-After") if response is not None else None
     if not value:
         return None
     try:
@@ -186,8 +193,8 @@ class Clock:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded retries with full-jitter exponential backoff that never waits less than ``Retry-After``: at most
-    ``max_tries`` tries, and none that would start after ``budget_seconds`` since the first one."""
+    """Bounded retries with exponential backoff (``backoff_seconds``) that never waits less than ``Retry-After``:
+    at most ``max_tries`` tries, and none that would start after ``budget_seconds`` since the first one."""
 
     max_tries: int = 6
     base_seconds: float = 0.5
@@ -209,8 +216,7 @@ class RetryPolicy:
             except RetriableError as exc:
                 error = exc
             elapsed = self.clock.now() - start
-            backoff = random.uniform(0, min(MAX_WAIT_SECONDS, self.base_seconds * 2 ** (tries - 1)))
-            wait = max(backoff, min(error.retry_after or 0.0, MAX_WAIT_SECONDS))
+            wait = backoff_seconds(tries, self.base_seconds, error.retry_after)
             if tries >= self.max_tries or elapsed + wait >= self.budget_seconds:
                 msg = (
                     f"{error}; gave up after {tries} tr{'y' if tries == 1 else 'ies'} in {elapsed:.1f} s "

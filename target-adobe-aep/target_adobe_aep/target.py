@@ -279,8 +279,8 @@ class TargetAdobeAEP(Target):
             "retry_backoff_ms",
             th.IntegerType(minimum=0),
             default=500,
-            description="First backoff step in ms; doubles per retry, full jitter, never below Retry-After, "
-            "at most 60 s.",
+            description="First backoff step in ms; doubles per retry up to 60 s, equal jitter, never below "
+            "Retry-After.",
         ),
         th.Property(
             "request_timeout_seconds",
@@ -622,10 +622,10 @@ TERMINATION_GRACE_SECONDS = 5.0
 
 def _exit_after_grace(code: int) -> None:
     """Exit with ``code`` once the grace period is over, if the process has not ended by then: a request in
-    flight may take up to request_timeout_seconds, and Python waits for the threads sending them."""
+    flight may take up to its timeout, and Python waits for the threads sending them."""
     time.sleep(TERMINATION_GRACE_SECONDS)
-    logging.getLogger(TargetAdobeAEP.name).warning("Requests still in flight after %.0f s: exiting now",
-                                                   TERMINATION_GRACE_SECONDS)  # fmt: skip
+    logger = logging.getLogger(TargetAdobeAEP.name)
+    logger.warning("Requests still in flight after %.0f s: exiting now", TERMINATION_GRACE_SECONDS)
     for handler in logging.getLogger().handlers:
         handler.flush()
     os._exit(code)
