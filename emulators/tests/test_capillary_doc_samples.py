@@ -1,6 +1,6 @@
 """Responses match Capillary's published samples both ways (``emulators/capillary/doc_samples``): every key of a
 sample is served with its JSON type, and every key served appears in a sample or response table of the
-endpoint, or in the deliberate extras of emulators/README.md."""
+endpoint, or in the deliberate extras of emulators/README.md, with a value of the type that table publishes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from test_capillary_support import (  # noqa: F401
     query,
 )
 
-from emulators.capillary.doc_samples import sample, sample_bytes, sample_names, table_keys
+from emulators.capillary.doc_samples import sample, sample_bytes, sample_names, table_keys, table_names
 
 pytestmark = pytest.mark.capillary(anchor_time=ANCHOR)
 
@@ -37,6 +37,20 @@ def test_every_sample_has_its_source_and_the_json_ones_parse():
         assert f"| `{name}` |" in readme, f"{name} has no source in doc_samples/README.md"
         if name.endswith(".json"):
             sample(name)
+
+
+def test_every_response_table_key_has_json_types_or_none():
+    json_types = {"array", "boolean", "integer", "null", "number", "object", "string"}
+    assert table_names()
+    for name in table_names():
+        for key, types in table_keys(name).items():
+            assert types is None or (types and set(types) <= json_types), f"{name}: {key}: {types}"
+
+
+def test_a_value_its_response_table_types_otherwise_is_refused():
+    body = {"pagination": {"total": "2"}}
+    with pytest.raises(AssertionError, match=r"\$\.pagination\.total: '2' is not integer"):
+        assert_documented("GET /v2/customers/{id}/transactions", body, [], ["v2_customer_transactions.keys.json"])
 
 
 def test_oauth_token(capillary_emulator):

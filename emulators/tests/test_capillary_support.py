@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from jsonschema import Draft202012Validator
 
 from emulators.capillary.doc_samples import sample, table_keys
 
@@ -91,18 +93,22 @@ ORG_DEFINED = frozenset(
 )
 
 
-def key_paths(value: Any, path: str = "$") -> set[str]:
-    """Every key path of a JSON value (``$.a.b[].c``), stopping at maps of org-defined names."""
-    paths = set()
+def key_values(value: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
+    """Every key path of a JSON value (``$.a.b[].c``) with each value under it, stopping at maps of org-defined
+    names."""
     if isinstance(value, dict):
         for key, item in value.items():
-            paths.add(f"{path}.{key}")
+            yield f"{path}.{key}", item
             if key not in ORG_DEFINED:
-                paths |= key_paths(item, f"{path}.{key}")
+                yield from key_values(item, f"{path}.{key}")
     elif isinstance(value, list):
         for item in value:
-            paths |= key_paths(item, f"{path}[]")
-    return paths
+            yield from key_values(item, f"{path}[]")
+
+
+def key_paths(value: Any) -> set[str]:
+    """Every key path of a JSON value (``$.a.b[].c``), stopping at maps of org-defined names."""
+    return {path for path, _ in key_values(value)}
 
 
 def documented_paths(samples: list[str], keys: list[str] = ()) -> set[str]:
@@ -126,10 +132,19 @@ def deliberate_extras(endpoint: str) -> set[str]:
 
 def assert_documented(endpoint: str, actual: Any, samples: list[str], keys: list[str] = ()) -> None:
     """Every key ``actual`` has appears in a documented sample or response table of ``endpoint``, or is a
-    deliberate extra listed in emulators/README.md."""
+    deliberate extra listed in emulators/README.md; every value under a key of a response table has a type that
+    table publishes (values under sample keys: ``assert_shape``)."""
     allowed = documented_paths(samples, keys) | deliberate_extras(endpoint)
     undocumented = sorted(key_paths(actual) - allowed)
     assert not undocumented, f"{endpoint} serves keys the docs do not show: {undocumented}"
+    published = {f"$.{key}": types for name in keys for key, types in table_keys(name).items() if types}
+    is_type = Draft202012Validator.TYPE_CHECKER.is_type
+    mistyped = {
+        f"{path}: {value!r} is not {' or '.join(published[path])}"
+        for path, value in key_values(actual)
+        if path in published and not any(is_type(value, kind) for kind in published[path])
+    }
+    assert not mistyped, f"{endpoint} serves values the docs type otherwise: {sorted(mistyped)}"
 
 
 def assert_shape(doc: Any, actual: Any, path: str = "$", ignore: frozenset[str] = frozenset()) -> None:
