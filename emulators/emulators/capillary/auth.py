@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from emulators.faults import ADMIN_PREFIX
+from emulators.server import API_KEY
 
 TOKEN_PATH = "/v3/oauth/token/generate"
 TOKEN_HEADER = "X-CAP-API-OAUTH-TOKEN"
@@ -33,6 +34,7 @@ class Authenticator:
         self.till_hashes = {user: hashlib.md5(pw.encode()).hexdigest() for user, pw in tills.items()}
         self.ttl_seconds = ttl_seconds
         self.tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self.token_keys: dict[str, str] = {}  # token -> the client key it was issued to
         self.expiry_epoch: dict[str, float] = {}  # token -> wall-clock expiry, for the "Token expired at" message
 
     def issue(self, key: str, secret: str) -> str | None:
@@ -41,16 +43,19 @@ class Authenticator:
             return None
         token = secrets.token_urlsafe(32)
         self.tokens[token] = time.monotonic() + self.ttl_seconds
+        self.token_keys[token] = key
         self.expiry_epoch[token] = time.time() + self.ttl_seconds
         return token
 
     def revoke_all(self) -> None:
         self.tokens.clear()
+        self.token_keys.clear()
         self.expiry_epoch.clear()
 
     def check(self, request: web.Request) -> tuple[int, str] | None:
-        """None if the request is authenticated, else the documented code and why not (never echoing credentials):
-        401 for a missing or invalid credential, 498 for an expired token."""
+        """None if the request is authenticated (its API key then in ``request[API_KEY]``), else the documented
+        code and why not (never echoing credentials): 401 for a missing or invalid credential, 498 for an expired
+        token."""
         token = request.headers.get(TOKEN_HEADER)
         if token is not None:
             expiry = self.tokens.get(token)
@@ -58,9 +63,11 @@ class Authenticator:
                 return 401, "Unauthorized"
             if time.monotonic() >= expiry:
                 del self.tokens[token]
+                del self.token_keys[token]
                 expired = datetime.fromtimestamp(self.expiry_epoch.pop(token), self.timezone)
                 # As the docs print it: "Token expired at 2019-12-02T12:31:15.000+0530".
                 return 498, f"Token expired at {expired.strftime('%Y-%m-%dT%H:%M:%S.000%z')}"
+            request[API_KEY] = self.token_keys[token]
             return None
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
@@ -73,6 +80,7 @@ class Authenticator:
         expected = self.till_hashes.get(user)
         if expected is None or not hmac.compare_digest(expected.encode(), md5_hex.lower().encode()):
             return 401, "Invalid till credentials"
+        request[API_KEY] = user
         return None
 
 
