@@ -110,7 +110,7 @@ class WindowedStream(CapillaryStream, WindowBookmarksStream):
     def complete(self, window: Window) -> None:
         """Record a finished window and write it out as a STATE message (the SDK writes a state only when it
         changed). Runs on the main thread after the SDK wrote every record the window yielded."""
-        complete_window(self.stream_state, self.replication_key, self.pass_, window)
+        complete_window(self.stream_state, self.replication_key, self.pass_, window, self.capillary_tap.shard.layout)
         self.capillary_tap.state_writer.write_state(self.tap_state)
 
 
@@ -727,6 +727,10 @@ class StoresStream(WindowedStream):
 
     def get_records(self, context: Any) -> Iterable[dict]:
         self.capillary_tap.prepare_run()
+        shard = self.capillary_tap.shard
+        if not shard.reads_org_streams:
+            self.logger.info("Stream %s is read by shard 0 only; this run is %s", self.name, shard)
+            return
         for window in self.plan(single_window=True).windows:
             for entity in self.request_records({"modified_since": window.start}):
                 record = self.record(entity)

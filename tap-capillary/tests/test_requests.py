@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import requests
-from pyrate_limiter import Limiter
 from singer_sdk.exceptions import FatalAPIError
 
 from emulators.server import REQUEST_LOG, BackgroundServer
@@ -168,30 +167,6 @@ def test_item_level_errors_are_logged_counted_and_skipped(
     warnings = [r.getMessage() for r in caplog.records if "Capillary item error" in r.getMessage()]
     assert any("1012" in w and "merged into customer" in w for w in warnings)
     assert run.count("customers") > 0
-
-
-@pytest.mark.capillary(**SMALL)
-def test_every_request_passes_the_shared_rate_limit(
-    capillary_emulator: BackgroundServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    acquired = []
-    original = Limiter.try_acquire
-
-    def counting(self: Limiter, *args: Any, **kwargs: Any) -> Any:
-        acquired.append(threading.current_thread().name)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Limiter, "try_acquire", counting)
-    run_tap(tap_config(capillary_emulator))
-    api_requests = [e for e in requests_log(capillary_emulator) if not e["path"].startswith("/v3/oauth")]
-    assert len(acquired) == len(api_requests)
-    assert any(name.startswith("capillary") for name in acquired), "worker threads share the limiter"
-
-
-def test_requests_per_minute_bounds_the_limiter() -> None:
-    tap = TapCapillary(config={"base_url": "http://127.0.0.1:9", **OAUTH, "requests_per_minute": 3})
-    limiter = tap.transport.rate_limiter
-    assert [limiter.try_acquire("capillary", blocking=False) for _ in range(4)] == [True, True, True, False]
 
 
 @pytest.mark.capillary(**SMALL)
