@@ -2,7 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := emulators tap-capillary target-adobe-aep
+PACKAGES := emulators tap-capillary target-adobe-aep orchestration
 # Meltano lives in its own environment, as its docs recommend; it installs the plugins into .meltano/.
 MELTANO_VENV := .venv-meltano
 MELTANO := $(MELTANO_VENV)/bin/meltano

@@ -81,6 +81,7 @@ async def request_log_middleware(
         "bytes": size,
         "status": None,
         "fault": False,
+        "api_key": None,
     }
     request.app[REQUEST_LOG].record(entry)
     try:
