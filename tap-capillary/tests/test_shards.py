@@ -13,22 +13,14 @@ import pytest
 from emulators.capillary import ADMIN
 from emulators.server import BackgroundServer
 from tap_capillary.shards import Shard, shard_of
-from tap_capillary.tap import InvalidStateError, TapCapillary
+from tap_capillary.tap import STREAM_TYPES, InvalidStateError, TapCapillary
 from tap_capillary.windows import SHARD
 from tests.support import OAUTH, Run, past_anchor, run_tap, tap_config
 
 ORG = {"customers": 24, "seed": 31, "merged_customer_rate": 0.0, "deleted_customer_rate": 0.0,
        "anchor_time": past_anchor()}  # fmt: skip
-KEYS = {
-    "customers": ("customer_id",),
-    "transactions": ("transaction_id",),
-    "points_ledger": ("event_log_id", "entry_index"),
-    "tier_history": ("customer_id", "program_id", "changed_at", "to_tier"),
-    "redemptions": ("redemption_type", "redemption_ref", "redeemed_at"),
-    "coupons": ("coupon_id",),
-    "reward_issuals": ("reward_transaction_id",),
-    "stores": ("store_id",),
-}
+# Each stream's primary key, as the tap declares it.
+KEYS = {stream_type.name: stream_type.primary_keys for stream_type in STREAM_TYPES}
 
 
 def keyed(run: Run) -> Counter:
