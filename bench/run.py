@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -69,6 +70,8 @@ RESPONSE_CACHE_MB = 512
 SHARDS = 4
 DEV_SECRET = "emulator-secret"
 CONCURRENT_APIS = ("v2/customers/{id}/transactions", "v2/transactions/{id}")
+# The tap's log line when an API without a budget is slowed down (transport.py).
+ADAPTIVE_CUT = re.compile(r"Capillary API (\S+) answered 429: pacing it at")
 # Benchmark mode of the Adobe emulator: ingestion counted without XDM validation or storage, and no server-side
 # rate limits, so that the emulator does not dominate the 2 cores and the target's own caps are what is measured.
 ADOBE_BENCH = {"validate": False, "store_messages": False, "requests_per_second": 1e9, "messages_per_second": 1e9}
@@ -393,6 +396,9 @@ def rate_limited(args: argparse.Namespace, workdir: Path, meltano: str, anchor: 
             run_env = {**env, **extra, "MELTANO_DATABASE_URI": f"sqlite:///{folder / f'{name}.db'}"}
             step = run_step(f"rate-limited-{name}", [meltano, "run", "tap-capillary", "target-adobe-aep"],
                             run_env, folder)  # fmt: skip
+            unbudgeted = set(ADAPTIVE_CUT.findall((folder / f"rate-limited-{name}.log").read_text(errors="replace")))
+            if extra and unbudgeted:  # Meltano lost a budget on the way (a key it read as nesting)
+                raise SystemExit(f"the budgets did not reach the tap for {sorted(unbudgeted)}; see {folder}")
             result[name] = measured(name, step)
 
         emulators.reset()

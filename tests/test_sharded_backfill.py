@@ -33,6 +33,8 @@ SETTINGS = {"TARGET_ADOBE_AEP_BATCH_SIZE_ROWS": "25", "TARGET_ADOBE_AEP_STATE_CH
 # How long one of the killed shard's requests is held by the emulator: the shard is mid-run (its customers stream
 # done and persisted, its transactions stream waiting) until the test kills it.
 STALL_MS = 20_000
+# Polls (0.2 s apart) that must see the killed shard's state unchanged before the kill (``kill_when_mid_run``).
+SETTLED_POLLS = 10
 
 
 def accepted_ids(pipeline: Pipeline) -> Counter:
@@ -70,19 +72,30 @@ def shard_env(pipeline: Pipeline, tmp_path: Path) -> dict[str, str]:
 
 
 def kill_when_mid_run(pipeline: Pipeline, state_dir: Path, stalled_path: str, killed: list[int]) -> None:
-    """Once the killed shard has a persisted state and is held at ``stalled_path``, SIGKILL its process group
-    (Meltano, the tap and the target, as a lost machine would)."""
+    """Once the killed shard is held at ``stalled_path`` with a persisted state that has settled, SIGKILL its
+    process group (Meltano, the tap and the target, as a lost machine would).
+
+    Settled: the same state in ``SETTLED_POLLS`` polls in a row. Meltano's file state backend rewrites
+    ``state.json`` in place (truncate, then write) on every STATE, many a second while the target drains; a kill
+    in the middle of a write leaves it empty, and the shard cannot be resumed (orchestration/README.md, "State").
+    Once the tap is held, the target drains what it had and the writes stop."""
     suffix = f"--state-id-suffix=shard-{KILLED}-of-{SHARDS}"
 
-    def mid_run() -> bool:
-        states = state_dir.glob(f"*shard-{KILLED}-of-{SHARDS}*/state.json")
-        persisted = [path for path in states if "customers" in path.read_text()]
+    def persisted() -> str | None:
+        texts = [path.read_text() for path in state_dir.glob(f"*shard-{KILLED}-of-{SHARDS}*/state.json")]
+        return next((text for text in texts if "customers" in text), None)
+
+    def held() -> bool:
         log = pipeline.capillary.call(lambda: list(pipeline.capillary.app[REQUEST_LOG].entries))
-        return bool(persisted) and any(e["path"] == stalled_path for e in log)
+        return any(e["path"] == stalled_path for e in log)
 
     done = threading.Event()
+    last, settled = None, 0
     while not done.wait(0.2):
-        if not mid_run():
+        state = persisted()
+        settled = settled + 1 if state is not None and state == last else 0
+        last = state
+        if settled < SETTLED_POLLS or not held():
             continue
         for process in psutil.process_iter(["cmdline"]):
             if suffix in (process.info["cmdline"] or []):
