@@ -2,12 +2,12 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := emulators tap-capillary target-adobe-aep
+PACKAGES := emulators tap-capillary target-adobe-aep orchestration
 # Meltano lives in its own environment, as its docs recommend; it installs the plugins into .meltano/.
 MELTANO_VENV := .venv-meltano
 MELTANO := $(MELTANO_VENV)/bin/meltano
 
-.PHONY: install test lint test-pythons demo bench clean
+.PHONY: install test lint test-pythons demo bench clean dagster-ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,18 @@ TEST_PYTHONS := $(firstword $(ADVERTISED_PYTHONS)) $(lastword $(ADVERTISED_PYTHO
 test-pythons: $(foreach v,$(TEST_PYTHONS),.venv-py$(v)/.installed)
 	$(foreach v,$(TEST_PYTHONS),$(foreach p,tap-capillary target-adobe-aep,.venv-py$(v)/bin/pytest $(p) &&)) true
 
+# Dagster's UI (orchestration/README.md) in an environment of its own, without the plugins: the webserver's
+# dependencies would overwrite the SDK's backoff module in .venv (orchestration/pyproject.toml).
+DAGSTER_VENV := .venv-dagster
+
+$(DAGSTER_VENV)/.installed: orchestration/pyproject.toml
+	$(PYTHON) -m venv $(DAGSTER_VENV)
+	$(DAGSTER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DAGSTER_VENV)/bin/python -m pip install --quiet -e "./orchestration[ui]"
+	touch $@
+
+dagster-ui: install $(DAGSTER_VENV)/.installed
+
 demo: install
 	$(BIN)/python scripts/demo.py --meltano $(MELTANO)
 
@@ -64,4 +76,4 @@ bench: install
 	$(BIN)/python bench/run.py --meltano $(MELTANO) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) .venv-py* .meltano output
+	rm -rf $(VENV) $(MELTANO_VENV) $(DAGSTER_VENV) .venv-py* .meltano output

@@ -12,7 +12,12 @@ One run, in order (every step a separate process tree, sampled for peak RSS and 
 5. the target fed the capture: dry run, then against the emulator uncapped (messages/s; request body
    sizes as the emulator measured them), then with ``max_messages_per_second`` = ``--cap`` (within ±5 %);
 6. the tap alone on ``--latency-customers`` customers with ``--latency-ms`` per Capillary request,
-   ``max_workers=1`` against the tap's own default ``max_workers`` (from ``--about``).
+   ``max_workers=1`` against the tap's own default ``max_workers`` (from ``--about``);
+7. rate-limited backfills against a second emulator process enforcing ``--api-limit`` requests/s per API and per
+   API key (over ``--rate-window-seconds`` windows) with 50-100 ms latency: ``meltano run`` with per-API budgets
+   at the limits, then with adaptive pacing (no budgets), then ``SHARDS`` shards side by side with their own API
+   keys (``orchestration/``'s commands and environments); wall time against the bound the limits set
+   (``--rate-limited-only`` runs this step alone).
 
 Prints what it measures, and the whole result as one JSON object on the last line.
 """
@@ -24,9 +29,11 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,8 +43,11 @@ import orjson
 import requests
 from sampler import Sampler
 
+from capillary_orchestration.shards import ShardPlan
 from emulators.adobe import AdobeConfig
 from emulators.capillary import CapillaryConfig
+from emulators.capillary.ratelimit import api_name
+from tap_capillary.tap import API_NAMES
 from target_adobe_aep.target import DEFAULT_MAX_REQUEST_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +65,16 @@ UNCAPPED = 1_000_000_000  # a client-side rate limit that never binds
 # instead of 0.6 ms of emulator CPU per request). Holds the ~12k responses of a 20k-record run; a 1M run
 # overflows it (oldest dropped first).
 RESPONSE_CACHE_MB = 512
+# Rate-limited step: shards, their OAuth clients (the dev environment's secret: meltano.yml's environment `env:`
+# block wins over the variable, orchestration/README.md), and the APIs a transactions pass reads side by side.
+SHARDS = 4
+DEV_SECRET = "emulator-secret"
+CONCURRENT_APIS = ("v2/customers/{id}/transactions", "v2/transactions/{id}")
+# The tap's log line when an API without a budget is slowed down (transport.py).
+ADAPTIVE_CUT = re.compile(r"Capillary API (\S+) answered 429: pacing it at")
+# Benchmark mode of the Adobe emulator: ingestion counted without XDM validation or storage, and no server-side
+# rate limits, so that the emulator does not dominate the 2 cores and the target's own caps are what is measured.
+ADOBE_BENCH = {"validate": False, "store_messages": False, "requests_per_second": 1e9, "messages_per_second": 1e9}
 EMULATOR_MODE = (
     "benchmark: Capillary GET responses cached per (path, query) until its data changes (auth, faults and the "
     "request log still run per request); Adobe ingestion counted (envelopes checked) without XDM validation or "
@@ -160,8 +180,32 @@ def run_step(
             for file in (stdin_file, stdout_file):
                 if file:
                     file.close()
+    check_exit(name, returncode, log_path)
+    return Step(round(seconds, 2), sampler.report())
+
+
+def check_exit(name: str, returncode: int, log_path: Path) -> None:
     if returncode != 0:
         raise SystemExit(f"{name} failed with exit code {returncode}; see {log_path}")
+
+
+def run_side_by_side(name: str, commands: list[tuple[list[str], dict[str, str]]], workdir: Path) -> Step:
+    """Run commands at once, sampled together; each one's output goes to ``<name>-<i>.log``."""
+    logs = [(workdir / f"{name}-{i}.log").open("wb") for i in range(len(commands))]
+    try:
+        with Sampler() as sampler:
+            started = time.monotonic()
+            processes = [
+                subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                for (args, env), log in zip(commands, logs, strict=True)
+            ]
+            returncodes = [process.wait() for process in processes]
+            seconds = time.monotonic() - started
+    finally:
+        for log in logs:
+            log.close()
+    for i, returncode in enumerate(returncodes):
+        check_exit(f"{name}-{i}", returncode, workdir / f"{name}-{i}.log")
     return Step(round(seconds, 2), sampler.report())
 
 
@@ -265,6 +309,127 @@ def line_count(path: Path) -> int:
         return sum(1 for _ in file)
 
 
+def rate_figures(entries: list[dict[str, Any]], limit: float) -> dict[str, Any]:
+    """What a rate-limited run did (the emulator's request log) against the bound its limits set.
+
+    The bound is max over APIs of (requests the API took / its limit): no run can be faster. The tap reads its
+    streams one after another (the SDK syncs streams in turn), so APIs of different streams are never used at
+    once; the **stream bound** is what that order allows: the sum over APIs of requests / limit, except the two
+    APIs a transactions pass reads side by side (listing and details), of which the larger counts. Requests the
+    server refused (429) do not count towards either bound; they count in ``share_429``. Limits are per API key:
+    with several keys (shards), both bounds are those of the busiest key.
+    """
+    calls = [e for e in entries if e["api_key"]]  # API requests; the token request is not rate limited
+    taken = Counter(api_name(e["route"]) for e in calls if e["status"] != 429)
+    refused = Counter(api_name(e["route"]) for e in calls if e["status"] == 429)
+    times = [e["time"] for e in calls]
+    span = max(times) - min(times)
+    bound = stream_bound = 0.0
+    for key in {e["api_key"] for e in calls}:
+        by_api = Counter(api_name(e["route"]) for e in calls if e["status"] != 429 and e["api_key"] == key)
+        bound = max(bound, max(by_api.values()) / limit)
+        side_by_side = min(by_api[api] for api in CONCURRENT_APIS)
+        stream_bound = max(stream_bound, (sum(by_api.values()) - side_by_side) / limit)
+    return {
+        "requests": len(calls),
+        "requests_by_api": dict(sorted(taken.items())),
+        "refused_by_api": dict(sorted(refused.items())),
+        "share_429": round(sum(refused.values()) / len(calls), 4),
+        "extracting_s": round(span, 2),
+        "bound_s": round(bound, 2),
+        "wall_vs_bound": round(span / bound, 3),
+        "stream_bound_s": round(stream_bound, 2),
+        "wall_vs_stream_bound": round(span / stream_bound, 3),
+    }
+
+
+def rate_limited(args: argparse.Namespace, workdir: Path, meltano: str, anchor: datetime) -> dict[str, Any]:
+    """Step 7: backfills against per-API, per-key limits, with budgets, adaptively, and in shards; the result's
+    ``rate_limited`` and ``sharding`` objects."""
+    out = sys.stdout.write
+    limit, window = args.api_limit, args.rate_window_seconds
+    keys = {f"bench-shard-{i}": DEV_SECRET for i in range(SHARDS)}
+    capillary = {
+        "customers": args.rate_limited_customers,
+        "history_days": HISTORY_DAYS,
+        "anchor_time": anchor.isoformat(),
+        "db_path": str(workdir / "rate-limited-capillary.sqlite"),
+        "rate_limits": {"*": round(limit * window)},
+        "rate_limit_window_seconds": window,
+        "oauth_clients": {"emulator-key": DEV_SECRET, **keys},
+        "faults": {"seed": 7, "rules": [{"path": "*", "latency_ms": 50, "latency_max_ms": 100}]},
+    }
+    folder = workdir / "rate-limited"
+    folder.mkdir()
+    out(
+        f"\nRate-limited: {args.rate_limited_customers:,} customers, every API limited to {round(limit * window)} "
+        f"requests per {window:g} s per API key ({limit:g}/s), 50-100 ms per request...\n"
+    )
+    emulators = start_emulators(folder, capillary, ADOBE_BENCH)
+    result: dict[str, Any] = {
+        "api_limit_per_s": limit,
+        "window_s": window,
+        "customers": args.rate_limited_customers,
+        "latency_ms": [50, 100],
+    }
+    try:
+        start = anchor - timedelta(days=HISTORY_DAYS + 1)
+        env = pipeline_env(emulators.capillary, emulators.adobe, folder, start)
+        # Every API at its limit; the dot of v1.1 escaped, else Meltano drops the key (meltano/meltano#7317).
+        budgets = json.dumps({api.replace(".", "\\."): round(limit * 60) for api in API_NAMES})
+
+        def measured(name: str, run: Step) -> dict[str, Any]:
+            entries = emulators.admin(emulators.capillary, "GET", "requests")["requests"]
+            figures = {**rate_figures(entries, limit), "accepted_messages": accepted_messages(emulators),
+                       "seconds": run.seconds, "processes": run.processes}  # fmt: skip
+            out(
+                f"  {name}: {figures['accepted_messages']:,} messages accepted; "
+                f"{figures['requests']:,} requests in {figures['extracting_s']} s (first to last), "
+                f"bound {figures['bound_s']} s: {figures['wall_vs_bound']}x the bound, "
+                f"{figures['wall_vs_stream_bound']}x the stream bound ({figures['stream_bound_s']} s); "
+                f"429s {figures['share_429']:.2%}; {run.seconds} s with start-up; {memory_line(run.processes)}\n"
+            )
+            return figures
+
+        for name, extra in (("budgets", {"TAP_CAPILLARY_API_REQUESTS_PER_MINUTE": budgets}), ("adaptive", {})):
+            emulators.reset()
+            run_env = {**env, **extra, "MELTANO_DATABASE_URI": f"sqlite:///{folder / f'{name}.db'}"}
+            step = run_step(f"rate-limited-{name}", [meltano, "run", "tap-capillary", "target-adobe-aep"],
+                            run_env, folder)  # fmt: skip
+            unbudgeted = set(ADAPTIVE_CUT.findall((folder / f"rate-limited-{name}.log").read_text(errors="replace")))
+            if extra and unbudgeted:  # Meltano lost a budget on the way (a key it read as nesting)
+                raise SystemExit(f"the budgets did not reach the tap for {sorted(unbudgeted)}; see {folder}")
+            result[name] = measured(name, step)
+
+        emulators.reset()
+        plan = ShardPlan(project=ROOT, meltano=meltano, count=SHARDS, shards_dir=folder / "shards")
+        base = {k: v for k, v in env.items() if k != "MELTANO_DATABASE_URI"}
+        base |= {"TAP_CAPILLARY_API_REQUESTS_PER_MINUTE": budgets}
+        base |= {"MELTANO_STATE_BACKEND_URI": (folder / "state").as_uri()}
+        for i, key in enumerate(keys):
+            base |= {f"CAPILLARY_SHARD_{i}_CLIENT_KEY": key, f"CAPILLARY_SHARD_{i}_CLIENT_SECRET": keys[key]}
+        for i in range(SHARDS):
+            plan.prepare(i)
+        step = run_side_by_side("rate-limited-shards", [(plan.command(i), plan.env(i, base)) for i in range(SHARDS)],
+                                folder)  # fmt: skip
+        sharded = measured(f"{SHARDS} shards, own keys", step)
+        if sharded["accepted_messages"] != result["budgets"]["accepted_messages"]:
+            out(f"  note: the shards delivered other messages than one run ({sharded['accepted_messages']:,})\n")
+        sharding = {
+            f"shards_{SHARDS}": sharded,
+            f"speedup_{SHARDS}": round(result["budgets"]["extracting_s"] / sharded["extracting_s"], 2),
+            f"speedup_{SHARDS}_with_start_up": round(result["budgets"]["seconds"] / step.seconds, 2),
+        }
+        out(
+            f"  {SHARDS} shards with their own API keys vs 1: {sharding[f'speedup_{SHARDS}']}x "
+            f"(first to last request; {sharding[f'speedup_{SHARDS}_with_start_up']}x with start-up; "
+            f"target >= 3.2x)\n"
+        )
+    finally:
+        emulators.stop()
+    return {"rate_limited": result, "sharding": sharding}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000, help="approximate records to generate (1000000: 1M)")
@@ -276,6 +441,10 @@ def main() -> int:
     parser.add_argument(
         "--pipeline-only", action="store_true", help="only the pipeline step: throughput and peak memory at scale"
     )
+    parser.add_argument("--rate-limited-only", action="store_true", help="only step 7: rate limits and shards")
+    parser.add_argument("--api-limit", type=float, default=20, help="step 7: requests/s per API and API key")
+    parser.add_argument("--rate-window-seconds", type=float, default=10, help="step 7: the limits' window")
+    parser.add_argument("--rate-limited-customers", type=int, default=300, help="step 7: customers of the backfill")
     args = parser.parse_args()
     out = sys.stdout.write
     workdir = private_workdir(args.workdir.resolve())
@@ -289,28 +458,24 @@ def main() -> int:
         "db_path": str(workdir / "capillary.sqlite"),
         "response_cache_mb": RESPONSE_CACHE_MB,
     }
-    # Benchmark mode: ingestion counted without XDM validation or storage, and no server-side rate limits, so
-    # that the emulator does not dominate the 2 cores and the target's own caps are what is measured.
-    adobe_overrides = {
-        "validate": False,
-        "store_messages": False,
-        "requests_per_second": 1e9,
-        "messages_per_second": 1e9,
-    }
     result: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "emulator_mode": EMULATOR_MODE,
     }
+    meltano = str(Path(args.meltano).resolve())  # steps run in other directories
+    if args.rate_limited_only:
+        result |= rate_limited(args, workdir, meltano, anchor)
+        out(json.dumps(result, separators=(",", ":")) + "\n")
+        return 0
     out(f"Emulator mode: {EMULATOR_MODE}\n")
     out(f"Generating ~{args.records:,} records ({customers:,} Capillary customers, {HISTORY_DAYS} days)...\n")
-    emulators = start_emulators(workdir, capillary_overrides, adobe_overrides)
+    emulators = start_emulators(workdir, capillary_overrides, ADOBE_BENCH)
     try:
         result["generation_s"] = emulators.generation_s
         out(f"  emulators ready in {emulators.generation_s} s (not part of any measured time)\n")
         start = anchor - timedelta(days=HISTORY_DAYS + 1)
         env = pipeline_env(emulators.capillary, emulators.adobe, workdir, start)
-        meltano = str(Path(args.meltano).resolve())  # steps run in other directories
 
         # -- 2. the tap alone, captured -----------------------------------------------------------------
         capture = workdir / "capture.singer"
@@ -546,6 +711,7 @@ def main() -> int:
     finally:
         emulators.stop()
 
+    result |= rate_limited(args, workdir, meltano, anchor)
     out(f"Pipeline: {memory_line(result['pipeline']['processes'])} (target <= 150 MB)\n")
     out(f"Capillary requests per 1,000 records: {result['requests_per_1000_records']['capillary_total']}\n")
     out(f"Logs and captures: {workdir}\n")

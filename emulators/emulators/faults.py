@@ -2,7 +2,8 @@
 
 A fault profile is a seed plus an ordered list of rules. The first rule whose
 ``path`` (fnmatch pattern on the request path) and ``method`` match a request
-decides what happens to it: added latency, a dropped connection, an answer cut
+decides what happens to it: added latency (fixed, or drawn between ``latency_ms``
+and ``latency_max_ms``), a dropped connection, an answer cut
 short (the request is handled, then only half of the answer's body is sent), a
 revoked token, an error status (a 3xx one redirects to ``redirect_to``), a
 published envelope (an emulator's named error body, served with
@@ -51,6 +52,7 @@ class FaultRule:
     retry_after: float = 1.0
     redirect_to: str | None = None
     latency_ms: float = 0.0
+    latency_max_ms: float | None = None
     drop_rate: float = 0.0
     cut_body_rate: float = 0.0
     revoke_token_rate: float = 0.0
@@ -82,6 +84,9 @@ class FaultRule:
             raise ValueError(msg)
         if any(300 <= status < 400 for status in rule.status_rates) and not rule.redirect_to:
             msg = "a 3xx status needs redirect_to, the Location it redirects to"
+            raise ValueError(msg)
+        if rule.latency_max_ms is not None and rule.latency_max_ms < rule.latency_ms:
+            msg = "latency_max_ms must be at least latency_ms"
             raise ValueError(msg)
         if rule.total not in (None, *TOTALS):
             msg = f"total must be one of {TOTALS}, got {rule.total!r}"
@@ -147,8 +152,11 @@ class FaultProfile:
         for rule in self.rules:
             if not rule.matches(method, path):
                 continue
+            latency = rule.latency_ms
+            if rule.latency_max_ms is not None:
+                latency = self._random.uniform(rule.latency_ms, rule.latency_max_ms)
             decision = FaultDecision(
-                latency_ms=rule.latency_ms,
+                latency_ms=latency,
                 retry_after=rule.retry_after,
                 redirect_to=rule.redirect_to,
                 envelope_status=rule.envelope_status,

@@ -27,6 +27,8 @@ from emulators.faults import (
 T = TypeVar("T")
 
 REQUEST_LOG = web.AppKey("request_log", "RequestLog")
+#: Who made a request: the API key (OAuth client key, till user) the emulator's authentication identified.
+API_KEY = web.RequestKey("api_key", str)
 LOOPBACK = "127.0.0.1"
 # Query parameters never written to the request log (IMS accepts credentials in the query string).
 SECRET_PARAMS = frozenset({"client_secret", "secret", "password", "access_token", "token"})
@@ -52,7 +54,8 @@ class RequestLog:
         self.bytes.clear()
 
 
-def _route_of(request: web.Request) -> str:
+def route_of(request: web.Request) -> str:
+    """The route template a request matched (``/v2/transactions/{txn_id}``), else its path."""
     route = request.match_info.route
     resource = route.resource if route is not None else None
     return resource.canonical if resource is not None else request.path
@@ -73,11 +76,12 @@ async def request_log_middleware(
         "time": time.time(),
         "method": request.method,
         "path": request.path,
-        "route": _route_of(request),
+        "route": route_of(request),
         "query": {k: "[redacted]" if k.lower() in SECRET_PARAMS else v for k, v in request.query.items()},
         "bytes": size,
         "status": None,
         "fault": False,
+        "api_key": None,
     }
     request.app[REQUEST_LOG].record(entry)
     try:
@@ -92,6 +96,7 @@ async def request_log_middleware(
     finally:
         decision = request.get(FAULT_DECISION)
         entry["fault"] = bool(decision and decision.is_fault)
+        entry["api_key"] = request.get(API_KEY)
     entry["status"] = response.status
     return response
 

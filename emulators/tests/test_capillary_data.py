@@ -184,11 +184,15 @@ def test_cli_options_cover_every_field():
             "--capillary-entity-search-enabled", "false",
             "--capillary-oauth-clients", '{"a": "b"}',
             "--capillary-cluster-timezone", "Europe/Dublin",
+            "--capillary-rate-limits", '{"*": "300", "v2/transactions/{id}": 600}',
+            "--capillary-rate-limit-window-seconds", "10",
         ]
     )  # fmt: skip
     config = config_from_cli(args)
     assert (config.customers, config.token_ttl_seconds, config.entity_search_enabled) == (7, 2.5, False)
     assert config.oauth_clients == {"a": "b"}
+    assert config.rate_limits == {"*": 300, "v2/transactions/{id}": 600}
+    assert config.rate_limit_window_seconds == 10
     assert config.cluster_timezone == "Europe/Dublin"
     assert config.seed == CapillaryConfig().seed
     help_text = parser.format_help()

@@ -41,10 +41,10 @@ def token(server: Any, key: str = "emulator-key", secret: str = "emulator-secret
 class Api:
     """requests against the emulator with an OAuth token."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, key: str = "emulator-key", secret: str = "emulator-secret") -> None:
         self.server = server
         self.session = requests.Session()
-        self.session.headers["X-CAP-API-OAUTH-TOKEN"] = token(server)
+        self.session.headers["X-CAP-API-OAUTH-TOKEN"] = token(server, key, secret)
 
     def get(self, path: str, **params: Any) -> requests.Response:
         return self.session.get(f"{self.server.base_url}{path}", params=params, timeout=10)

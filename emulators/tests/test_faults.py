@@ -110,6 +110,19 @@ def test_latency_is_added(server):
     assert response.elapsed.total_seconds() >= 0.3
 
 
+def test_latency_range_is_drawn_per_request_and_seeded():
+    profile = {"seed": 3, "rules": [{"latency_ms": 50, "latency_max_ms": 100}]}
+    drawn = [FaultProfile.from_dict(profile).decide("GET", "/v1/hello").latency_ms for _ in range(2)]
+    assert drawn[0] == drawn[1], "the same seed draws the same latencies"
+    one = FaultProfile.from_dict(profile)
+    latencies = [one.decide("GET", "/v1/hello").latency_ms for _ in range(200)]
+    assert all(50 <= ms <= 100 for ms in latencies)
+    assert min(latencies) < 55
+    assert max(latencies) > 95
+    with pytest.raises(ValueError, match="latency_max_ms must be at least latency_ms"):
+        FaultProfile.from_dict({"rules": [{"latency_ms": 50, "latency_max_ms": 10}]})
+
+
 def test_admin_routes_set_faults_and_log_requests(server):
     base = server.base_url
     bad = requests.put(f"{base}/_emulator/faults", json={"rules": [{"status_rates": {500: 2}}]}, timeout=5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -22,7 +23,7 @@ from singer_sdk.streams import RESTStream
 from tap_capillary.auth import TOKEN_HEADER, OAuthTokenAuthenticator
 from tap_capillary.convert import listed
 from tap_capillary.errors import CODES, ITEM_ERROR, Action, Report, Verdict, classify, item_reports, read_reports
-from tap_capillary.transport import TRY_TIMEOUT_SECONDS, endpoint
+from tap_capillary.transport import TRY_TIMEOUT_SECONDS, RateLimitedError, endpoint
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -49,6 +50,12 @@ class ItemUnavailableError(FatalAPIError):
 
 
 _UNDECODED = object()
+
+
+def api_name(path: str) -> str:
+    """The name Capillary's docs give an endpoint: its path template without the leading slash, every parameter
+    written ``{id}`` (the rate-limit table's ``v2/customers/{id}``). Per-API budgets are keyed by it."""
+    return re.sub(r"\{[^}]*\}", "{id}", path.lstrip("/"))
 
 
 def decoded(response: requests.Response) -> Any:
@@ -165,6 +172,11 @@ class CapillaryStream(RESTStream):
         self._try_timeout = threading.local()  # per thread: the timeout of its current try (``timeout``)
 
     @property
+    def api(self) -> str:
+        """The API this stream reads (``api_name``): its pacing and budget."""
+        return api_name(self.path)
+
+    @property
     def requests_session(self) -> requests.Session:
         return self.capillary_tap.transport.session  # one keep-alive pool for all streams and workers
 
@@ -197,7 +209,7 @@ class CapillaryStream(RESTStream):
         transport = self.capillary_tap.transport
 
         def paced_try(prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
-            with transport.paced():
+            with transport.paced(self.api):
                 return func(prepared_request, context)
 
         def one_try(prepared_request: requests.PreparedRequest, context: Context | None) -> requests.Response:
@@ -260,7 +272,8 @@ class CapillaryStream(RESTStream):
         if action == Action.RENEW_TOKEN:
             raise TokenRejectedError(message, response.request.headers.get(TOKEN_HEADER))
         if action == Action.RETRY:
-            raise RetriableAPIError(message, response)
+            too_many = HTTPStatus.TOO_MANY_REQUESTS in (verdict.code, response.status_code)
+            raise (RateLimitedError if too_many else RetriableAPIError)(message, response)
         if action == Action.ITEM_ERROR:
             raise ItemUnavailableError(message, verdict.code)
         if action == Action.NO_ACCESS:

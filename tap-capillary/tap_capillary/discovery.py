@@ -6,7 +6,8 @@ moves with every profile or loyalty change; it pages by 20 at most. Orgs without
 list their customers in ``customer_identifiers_path`` instead (ids, mobiles, emails or external
 ids; the latter are resolved to ids with batched ``v1.1/customer/get``).
 
-Found ids go to a private temporary SQLite database, so memory stays flat for millions of customers.
+Found ids go to a private temporary SQLite database, so memory stays flat for millions of customers. A sharded
+run keeps the ids of its own shard (``shards.py``).
 """
 
 from __future__ import annotations
@@ -214,12 +215,15 @@ class ChangedCustomers:
         return self._db
 
     def _store(self, window_key: int, ids: Iterable[int]) -> None:
+        """Keep the found ids of this run's shard."""
+        shard = self._tap.shard
         db = self._connection()
         db.execute("BEGIN")
-        db.executemany("INSERT OR IGNORE INTO found VALUES (?, ?)", ((window_key, i) for i in ids))
+        db.executemany("INSERT OR IGNORE INTO found VALUES (?, ?)", ((window_key, i) for i in ids if shard.includes(i)))
         db.execute("COMMIT")
         count = db.execute("SELECT COUNT(*) FROM found WHERE window = ?", (window_key,)).fetchone()[0]
-        self._tap.logger.info("Discovery window %d: %d customers to read", window_key, count)
+        of = f" ({shard})" if shard.count > 1 else ""
+        self._tap.logger.info("Discovery window %d: %d customers to read%s", window_key, count, of)
 
     def _read(self, window_key: int, chunk: int = 1000) -> Iterator[int]:
         db = self._connection()

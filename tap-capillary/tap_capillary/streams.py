@@ -116,7 +116,7 @@ class WindowedStream(CapillaryStream, WindowBookmarksStream):
         changed). Runs on the main thread after the SDK wrote every record the window yielded. While every
         customer of the stream so far failed alike, the STATE waits: for a customer read, or the stream's end
         (``customer_outcome``)."""
-        complete_window(self.stream_state, self.replication_key, self.pass_, window)
+        complete_window(self.stream_state, self.replication_key, self.pass_, window, self.capillary_tap.shard.layout)
         if not self.capillary_tap.customer_outcomes.all_failed(self.name):
             self.capillary_tap.state_writer.write_state(self.tap_state)
 
@@ -800,6 +800,10 @@ class StoresStream(OrganizationEntitiesStream, WindowedStream):
 
     def get_records(self, context: Any) -> Iterable[dict]:
         self.capillary_tap.prepare_run()
+        shard = self.capillary_tap.shard
+        if not shard.reads_org_streams:
+            self.logger.info("Stream %s is read by shard 0 only; this run is %s", self.name, shard)
+            return
         for window in self.plan(single_window=True).windows:
             for entity in self.request_records({"modified_since": window.start}):
                 record = self.record(entity)

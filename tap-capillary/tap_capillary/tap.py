@@ -23,9 +23,10 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 
 from tap_capillary import streams
 from tap_capillary.auth import OAuthTokenAuthenticator, till_authenticator
-from tap_capillary.client import PER_REQUEST_METRICS, CodeTally, CustomerOutcomes
+from tap_capillary.client import PER_REQUEST_METRICS, CapillaryStream, CodeTally, CustomerOutcomes, api_name
 from tap_capillary.convert import TimeConverter
-from tap_capillary.discovery import ChangedCustomers
+from tap_capillary.discovery import ChangedCustomers, CustomerLookupStream, CustomerSearchStream
+from tap_capillary.shards import Shard
 from tap_capillary.transport import Clock, RetryPolicy, Transport, base_url_error, new_session
 from tap_capillary.windows import state_errors
 
@@ -39,6 +40,16 @@ STREAM_TYPES = [
     streams.RewardIssualsStream,
     streams.StoresStream,
 ]
+
+#: The APIs the tap calls, by the names their budgets take (``api_requests_per_minute``).
+_CALLERS: tuple[type[CapillaryStream], ...] = (
+    *STREAM_TYPES,
+    streams.TransactionDetailStream,
+    CustomerSearchStream,
+    CustomerLookupStream,
+)
+# Each of these classes sets ``path``; the SDK declares it per instance, hence the ignore.
+API_NAMES = tuple(sorted({api_name(caller.path) for caller in _CALLERS}))  # type: ignore[misc]
 
 
 class TapCapillary(Tap):
@@ -121,6 +132,23 @@ class TapCapillary(Tap):
             description="Client-side limit on API requests per minute, shared by all streams and workers.",
         ),
         th.Property(
+            "api_requests_per_minute",
+            th.ObjectType(additional_properties=th.IntegerType),
+            description='Budgets per API, e.g. {"v2/transactions/{id}": 1200}; an API without one adapts to its 429s.',
+        ),
+        th.Property(
+            "shard_count",
+            th.IntegerType,
+            default=1,
+            description="Split the customers into this many disjoint shards, each read by a run of its own.",
+        ),
+        th.Property(
+            "shard_index",
+            th.IntegerType,
+            default=0,
+            description="The shard this run reads, 0 to shard_count - 1; stores are read by shard 0.",
+        ),
+        th.Property(
             "lookback_minutes",
             th.IntegerType,
             default=15,
@@ -168,7 +196,7 @@ class TapCapillary(Tap):
 
     def load_state(self, state: dict[str, Any]) -> None:
         """The state, refused when it would stall or mislead a stream (``windows.state_errors``)."""
-        errors = state_errors(state, list(self.streams), self.run_started_at)
+        errors = state_errors(state, list(self.streams), self.run_started_at, self.shard.layout)
         if errors:
             raise InvalidStateError(" ".join(errors))
         super().load_state(state)
@@ -216,7 +244,13 @@ class TapCapillary(Tap):
             ),
             requests_per_minute=config["requests_per_minute"],
             max_in_flight=config["max_workers"],
+            api_budgets=config.get("api_requests_per_minute") or {},
         )
+
+    @cached_property
+    def shard(self) -> Shard:
+        """The customers this run reads (``shard_index`` of ``shard_count``)."""
+        return Shard.from_config(self.config)
 
     @cached_property
     def authenticator(self) -> Any:
@@ -333,4 +367,25 @@ def config_errors(config: Any) -> list[str]:
     for key in ("lookback_minutes", "max_retries"):
         if config.get(key) is not None and config[key] < 0:
             errors.append(f"{key} must not be negative.")
+    shard_count, shard_index = config.get("shard_count"), config.get("shard_index")
+    if shard_count is not None and shard_count < 1:
+        errors.append("shard_count must be at least 1.")
+    elif shard_index is not None and not 0 <= shard_index < (shard_count or 1):
+        errors.append(f"shard_index must be 0 to shard_count - 1 ({(shard_count or 1) - 1}), got {shard_index}.")
+    return errors + budget_errors(config.get("api_requests_per_minute"))
+
+
+def budget_errors(budgets: Any) -> list[str]:
+    """``api_requests_per_minute``: known API names (a misspelt one would silently be adaptive), positive budgets."""
+    if budgets is None:
+        return []
+    if not isinstance(budgets, dict):
+        return [f"api_requests_per_minute must be an object of API names and requests per minute, got {budgets!r}."]
+    errors = []
+    unknown = sorted(set(budgets) - set(API_NAMES))
+    if unknown:
+        errors.append(f"api_requests_per_minute names unknown APIs {unknown}; the APIs are {list(API_NAMES)}.")
+    for api, budget in budgets.items():
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            errors.append(f"api_requests_per_minute[{api!r}] must be a whole number of requests, at least 1.")
     return errors

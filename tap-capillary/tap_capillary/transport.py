@@ -8,9 +8,15 @@
   header, so a 3xx is a fatal error naming the endpoint, whatever its target;
 - one retry layer per call: the tries of a call happen in ``RetryPolicy.call``; a call that gave up raises
   ``FatalAPIError``, which the call that needed it (an API request needing a token) does not retry;
-- pacing: every try of an API request takes the client rate limit and one of ``max_workers`` request slots
-  (``Transport.paced``), whichever thread sends it;
+- pacing: every try of an API request waits for its API's turn (``ApiPace``: a configured budget, else adaptive),
+  then for the turn of the overall budget, then takes one of ``max_workers`` request slots (``Transport.paced``),
+  whichever thread sends it; a 429 (``RateLimitedError``) slows its API down;
 - every wait goes through the run's ``Clock``, which a termination signal stops.
+
+Pacing is written here rather than taken from a rate-limit library (pyrate-limiter was used before): adaptive
+pacing changes an API's rate while requests wait, ``Retry-After`` holds requests already queued, and every wait
+must end when the run stops and run on a test's fake clock; pyrate-limiter's rates are fixed and it sleeps with
+``time.sleep``.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import math
 import os
 import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +38,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from pyrate_limiter import Duration, Limiter, Rate
 from requests.adapters import HTTPAdapter
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from urllib3.exceptions import InvalidHeader
@@ -166,6 +173,10 @@ class Clock:
         self._stopped.wait(seconds)
         self.check()
 
+    def sleep_until(self, moment: float) -> None:
+        """Wait until ``now()`` reaches ``moment`` (pacing; ``sleep`` is for retries)."""
+        self.sleep(max(0.0, moment - self.now()))
+
     def check(self) -> None:
         """Raise ``Interrupted`` once the run is stopping: no request starts after a termination signal."""
         if self._stopped.is_set():
@@ -224,22 +235,175 @@ class RetryPolicy:
             self.clock.sleep(wait)
 
 
+class RateLimitedError(RetriableAPIError):
+    """The API answered 429 "too many requests" (as its HTTP status or its body's code): retried, and its API
+    slowed down (``ApiPace.throttled``)."""
+
+
+#: Adaptive pacing of an API without a budget (additive increase, multiplicative decrease): after a 429 its rate
+#: becomes ``THROTTLE_FACTOR`` times the rate it was sent at, then grows by ``PROBE_STEP`` of that each second
+#: once the server takes requests again. Chosen on a simulated sliding-window limit (``tests/test_pacing.py``):
+#: a deeper cut or a faster probe trades more 429s for less time, a shallower one the reverse.
+THROTTLE_FACTOR = 0.85
+PROBE_STEP = 0.01
+#: The rate an API was sent at, when it answers 429, is measured over the sends of the last minute (holds
+#: included): Capillary's limits are per minute, and what a saturated minute got through is the server's limit.
+OBSERVED_SECONDS = 60.0
+#: The slowest adaptive pace: one request a minute.
+MIN_RATE = 1 / 60
+
+
+class ApiPace:
+    """When the next request to one API (or to any, for the overall budget) may start.
+
+    A budget (``per_minute``) spaces requests ``60 / per_minute`` seconds apart: evenly, never in bursts, so a
+    server counting requests over any window sees at most the budget. Without one the pace is adaptive: requests
+    go as fast as the other limits allow until the API answers 429; then the pace drops to ``THROTTLE_FACTOR``
+    of the rate the API was sent at and probes back up by ``PROBE_STEP`` of it per second, up to ``ceiling``
+    (requests per second), until the next 429. 429s answering requests sent before the last cut do not cut again:
+    they were sent at the old pace. Either way, a 429's ``Retry-After`` holds every request to the API until it
+    has passed.
+
+    Threads reserve start times in order under a lock and wait for them outside it; a hold that begins while a
+    thread waits sends it back to the queue.
+    """
+
+    def __init__(self, api: str, clock: Clock, per_minute: int | None = None, *, ceiling: float | None = None) -> None:
+        self.api = api
+        self.clock = clock
+        self.budget = per_minute
+        self.ceiling = ceiling
+        self.rate: float | None = None if per_minute is None else per_minute / 60  # requests/s; None: unpaced
+        self._lock = threading.Lock()
+        self._next = -math.inf  # the earliest start of the next request
+        self._hold_until = -math.inf
+        self._holds = 0  # how many holds began: a waiting thread whose hold count moved queues again
+        self._cut_at = -math.inf
+        self._cut_rate: float | None = None
+        self._sent: deque[float] = deque()  # adaptive: starts of the last OBSERVED_SECONDS
+        self._warned = False
+
+    @property
+    def adaptive(self) -> bool:
+        return self.budget is None
+
+    def acquire(self) -> float:
+        """Wait for this API's turn; returns the request's start (to give to ``throttled``)."""
+        while True:
+            with self._lock:
+                now = self.clock.now()
+                start = max(now, self._next, self._hold_until)
+                rate = self._rate_at(now)
+                if rate is not None:
+                    self._next = start + 1 / rate
+                holds = self._holds
+            if start > now:
+                self.clock.sleep_until(start)
+            with self._lock:
+                if holds == self._holds:
+                    if self.adaptive:
+                        self._sent.append(start)
+                        while self._sent[0] < start - OBSERVED_SECONDS:
+                            self._sent.popleft()
+                    return start
+
+    def _rate_at(self, now: float) -> float | None:
+        """The pace now: a budget's, or an adaptive one probing up since its last cut (under the lock)."""
+        if self._cut_rate is not None:
+            grown = self._cut_rate * (1 + PROBE_STEP * max(0.0, now - self._cut_at))
+            self.rate = grown if self.ceiling is None else min(grown, self.ceiling)
+        return self.rate
+
+    def _observed_rate(self, now: float) -> float | None:
+        """Requests per second sent over the last ``OBSERVED_SECONDS`` (at least a second's span), if any."""
+        while self._sent and self._sent[0] < now - OBSERVED_SECONDS:
+            self._sent.popleft()
+        if not self._sent:
+            return None
+        return len(self._sent) / max(1.0, now - self._sent[0])
+
+    def throttled(self, sent_at: float, retry_after: float | None) -> None:
+        """The request started at ``sent_at`` was answered 429, with ``Retry-After`` if given."""
+        with self._lock:
+            now = self.clock.now()
+            if retry_after and now + retry_after > self._hold_until:
+                self._hold_until = self._next = now + retry_after
+                self._holds += 1
+            if self.budget is not None:
+                if not self._warned:
+                    self._warned = True
+                    logger.warning(
+                        "Capillary API %s answered 429 although paced at its budget of %d requests/minute "
+                        "(api_requests_per_minute): the server's limit is lower",
+                        self.api,
+                        self.budget,
+                    )
+                return
+            if sent_at < self._cut_at:
+                return
+            was = [r for r in (self._rate_at(now), self._observed_rate(now)) if r is not None]
+            self._cut_rate = self.rate = max(MIN_RATE, THROTTLE_FACTOR * min(was)) if was else MIN_RATE
+            self._cut_at = max(now, self._hold_until)  # probing starts when the server takes requests again
+            # A queued thread keeps its start: the new pace spaces the requests after it.
+            logger.info(
+                "Capillary API %s answered 429: pacing it at %.2f requests/s%s",
+                self.api,
+                self.rate,
+                f" (after Retry-After {retry_after:g} s)" if retry_after else "",
+            )
+
+
+class Pacing:
+    """The overall budget (``requests_per_minute``) and one pace per API: its budget from
+    ``api_requests_per_minute``, else adaptive (never above the overall budget)."""
+
+    def __init__(self, clock: Clock, requests_per_minute: int, api_budgets: dict[str, int]) -> None:
+        self.clock = clock
+        self.overall = ApiPace("(all)", clock, requests_per_minute)
+        self._budgets = api_budgets
+        self._apis: dict[str, ApiPace] = {}
+        self._lock = threading.Lock()
+
+    def api(self, name: str) -> ApiPace:
+        with self._lock:
+            if name not in self._apis:
+                ceiling = self.overall.rate
+                self._apis[name] = ApiPace(name, self.clock, self._budgets.get(name), ceiling=ceiling)
+            return self._apis[name]
+
+    def acquire(self, api: str) -> float:
+        """Wait for the API's turn, then the overall budget's; returns the request's start."""
+        self.api(api).acquire()
+        return self.overall.acquire()
+
+
 class Transport:
-    """What every request of the run shares: the session, the retry policy, and the pacing of API requests (the
-    client rate limit and ``max_in_flight`` request slots)."""
+    """What every request of the run shares: the session, the retry policy, and the pacing of API requests (per
+    API, overall, and ``max_in_flight`` request slots)."""
 
     def __init__(
-        self, *, session: requests.Session, retry: RetryPolicy, requests_per_minute: int, max_in_flight: int
+        self,
+        *,
+        session: requests.Session,
+        retry: RetryPolicy,
+        requests_per_minute: int,
+        max_in_flight: int,
+        api_budgets: dict[str, int] | None = None,
     ) -> None:
         self.session = session
         self.retry = retry
-        self.rate_limiter = Limiter(Rate(requests_per_minute, Duration.MINUTE))
+        self.pacing = Pacing(retry.clock, requests_per_minute, api_budgets or {})
         self.request_slots = threading.BoundedSemaphore(max_in_flight)
 
     @contextmanager
-    def paced(self) -> Iterator[None]:
-        """One try of an API request: within the rate limit and the requests in flight."""
-        self.rate_limiter.try_acquire("capillary")
+    def paced(self, api: str) -> Iterator[None]:
+        """One try of a request to ``api`` (its documented name, ``client.api_name``): in its API's turn and the
+        overall budget's, within the requests in flight; a 429 slows the API down."""
+        sent_at = self.pacing.acquire(api)
         with self.request_slots:
             self.retry.clock.check()  # the wait for a slot may have outlasted the run
-            yield
+            try:
+                yield
+            except RateLimitedError as exc:
+                self.pacing.api(api).throttled(sent_at, retry_after_seconds(exc.response))
+                raise

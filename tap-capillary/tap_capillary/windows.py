@@ -22,7 +22,8 @@ filters and bookmark are unambiguous.
 State per stream (no per-customer entries)::
 
     {"replication_key": "updated_at", "replication_key_value": "<end of last completed window, UTC>",
-     "pass_since": "<start of an unfinished pass>", "pass_until": "<its end>"}  # while a pass is unfinished
+     "pass_since": "<start of an unfinished pass>", "pass_until": "<its end>",  # while a pass is unfinished
+     "shard": {"index": 2, "count": 4}}  # in a sharded run (``shards.py``): a run of another layout refuses it
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_capillary.shards import describe_layout
+
 PASS_SINCE = "pass_since"
 PASS_UNTIL = "pass_until"
 BOOKMARK = "replication_key_value"
+SHARD = "shard"
 
 
 @dataclass(frozen=True)
@@ -84,9 +88,24 @@ def _stream_state_problem(stream_state: Any, now: datetime) -> str | None:
     return None
 
 
-def state_errors(state: Any, stream_names: Iterable[str], now: datetime) -> list[str]:
+def _layout_problem(stream_state: dict[str, Any], layout: dict[str, int] | None) -> str | None:
+    recorded = stream_state.get(SHARD)
+    if recorded == layout or BOOKMARK not in stream_state:  # a stream never read (stores in shards > 0): no bookmark
+        return None
+    return (
+        f"its state was written by {describe_layout(recorded)} and this run is {describe_layout(layout)}: "
+        "under another shard layout customers change shards, so its bookmarks would skip customers or read them "
+        "twice. Run with the layout the state was written with, or clear the state of every shard "
+        "(`meltano state clear <state id>`) and backfill again from start_date"
+    )
+
+
+def state_errors(
+    state: Any, stream_names: Iterable[str], now: datetime, layout: dict[str, int] | None = None
+) -> list[str]:
     """What in an input state would silently stall a stream, or cannot be read: a time later than ``now``, an
-    unfinished pass that ends before it starts, a value that is no date-time. One message per stream."""
+    unfinished pass that ends before it starts, a value that is no date-time, a shard layout other than this
+    run's (``layout``, ``Shard.layout``). One message per stream."""
     bookmarks = state.get("bookmarks", {}) if isinstance(state, dict) else None
     if not isinstance(bookmarks, dict):
         return [f"The state must be an object with a bookmarks object, got {state!r:.200}."]
@@ -96,8 +115,12 @@ def state_errors(state: Any, stream_names: Iterable[str], now: datetime) -> list
     )
     errors = []
     for name in stream_names:
-        if name in bookmarks and (problem := _stream_state_problem(bookmarks[name], now)):
+        if name not in bookmarks:
+            continue
+        if problem := _stream_state_problem(bookmarks[name], now):
             errors.append(f"Stream {name!r}: {problem}. {fix}")
+        elif problem := _layout_problem(bookmarks[name], layout):
+            errors.append(f"Stream {name!r}: {problem}.")
     return errors
 
 
@@ -163,10 +186,20 @@ def plan_pass(
     return Pass(since=since, until=until, windows=tuple(windows))
 
 
-def complete_window(stream_state: dict[str, Any], replication_key: str, pass_: Pass, window: Window) -> None:
-    """Record a finished window in the stream state."""
+def complete_window(
+    stream_state: dict[str, Any],
+    replication_key: str,
+    pass_: Pass,
+    window: Window,
+    layout: dict[str, int] | None = None,
+) -> None:
+    """Record a finished window in the stream state, and the run's shard layout (``Shard.layout``) if sharded."""
     stream_state.pop("progress_markers", None)
     stream_state["replication_key"] = replication_key
+    if layout is None:
+        stream_state.pop(SHARD, None)
+    else:
+        stream_state[SHARD] = layout
     if window.end is None:  # pass finished: everything before ``until`` has been emitted
         stream_state[BOOKMARK] = pass_.until.isoformat()
         stream_state.pop(PASS_SINCE, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections import defaultdict
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
@@ -42,21 +43,31 @@ def tap_config(server: BackgroundServer, **overrides: Any) -> dict[str, Any]:
 
 
 class FakeClock(Clock):
-    """A clock whose waits return at once, moving its time on; ``waits`` lists them. A stopped one still
-    interrupts waits, as the run's clock does."""
+    """A clock whose waits return at once, moving its time on: ``waits`` lists the retry waits (``sleep``),
+    ``paced`` the moments pacing waited for (``sleep_until``). Threads share its time, which only moves forward.
+    A stopped one still interrupts waits, as the run's clock does."""
 
     def __init__(self) -> None:
         super().__init__()
         self.time = 1000.0
         self.waits: list[float] = []
+        self.paced: list[float] = []
+        self._lock = threading.Lock()
 
     def now(self) -> float:
         return self.time
 
     def sleep(self, seconds: float) -> None:
         self.check()
-        self.waits.append(seconds)
-        self.time += seconds
+        with self._lock:
+            self.waits.append(seconds)
+            self.time += seconds
+
+    def sleep_until(self, moment: float) -> None:
+        self.check()
+        with self._lock:
+            self.paced.append(moment)
+            self.time = max(self.time, moment)
 
 
 @dataclass
@@ -88,20 +99,31 @@ class Run:
         return len(self.records.get(stream, []))
 
 
-def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None, *, now: datetime | None = None) -> Run:
-    """One run; ``now`` pins the run's start (the end of what it reads). Its waits are on a ``FakeClock``."""
-    run, error = run_tap_to_the_end(config, state, now=now)
+def run_tap(
+    config: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+    clock: FakeClock | None = None,
+) -> Run:
+    """One run; ``now`` pins the run's start (the end of what it reads). Its waits are on a ``FakeClock`` (``clock``
+    if given: an emulator's rate limits can share it)."""
+    run, error = run_tap_to_the_end(config, state, now=now, clock=clock)
     if error is not None:
         raise error
     return run
 
 
 def run_tap_to_the_end(
-    config: dict[str, Any], state: dict[str, Any] | None = None, *, now: datetime | None = None
+    config: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+    clock: FakeClock | None = None,
 ) -> tuple[Run, Exception | None]:
     """One run, and the error that ended it if any, with the messages written until then."""
     tap = TapCapillary(config=config, state=state or {})
-    tap.clock = FakeClock()  # a cached_property: set before the run reads it
+    tap.clock = clock or FakeClock()  # a cached_property: set before the run reads it
     if now is not None:
         tap.run_started_at = now
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # the msgspec writer writes bytes to stdout.buffer

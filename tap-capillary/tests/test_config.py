@@ -47,9 +47,17 @@ def run_cli(tmp_path: Path, config: dict[str, Any], *args: str) -> subprocess.Co
         ({**BASE, **OAUTH, "cluster_timezone": "Mars/Olympus_Mons"}, "cluster_timezone must be an IANA time zone"),
         ({**BASE, **OAUTH, "max_workers": 0}, "max_workers must be at least 1"),
         ({**BASE, **OAUTH, "start_date": "last tuesday"}, "start_date must be an ISO 8601 date-time"),
+        ({**BASE, **OAUTH, "api_requests_per_minute": {"v2/transaction/{id}": 60}},
+         "api_requests_per_minute names unknown APIs ['v2/transaction/{id}']; the APIs are ["),
+        ({**BASE, **OAUTH, "api_requests_per_minute": {"v2/transactions/{id}": 0}},
+         "api_requests_per_minute['v2/transactions/{id}'] must be a whole number of requests, at least 1"),
+        ({**BASE, **OAUTH, "shard_count": 4, "shard_index": 4}, "shard_index must be 0 to shard_count - 1 (3), got 4"),
+        ({**BASE, **OAUTH, "shard_index": 1}, "shard_index must be 0 to shard_count - 1 (0), got 1"),
+        ({**BASE, **OAUTH, "shard_count": 0}, "shard_count must be at least 1"),
     ],
     ids=["no-auth", "both-auth", "half-oauth", "no-scheme", "with-path", "cleartext-oauth", "cleartext-basic",
-         "no-ca-bundle", "negative-retries", "zero-budget", "bad-timezone", "zero-workers", "bad-date"],
+         "no-ca-bundle", "negative-retries", "zero-budget", "bad-timezone", "zero-workers", "bad-date",
+         "unknown-api", "zero-api-budget", "shard-index-out-of-range", "shard-index-without-count", "no-shards"],
 )  # fmt: skip
 def test_bad_config_is_refused_with_a_clear_message(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigValidationError) as caught:

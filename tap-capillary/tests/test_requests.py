@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import requests
-from pyrate_limiter import Limiter
 from singer_sdk.exceptions import FatalAPIError
 
 from emulators.capillary import ADMIN
@@ -216,30 +215,6 @@ def test_a_stream_whose_first_customers_all_fail_alike_stops_the_run(capillary_e
     assert all(end <= first_change for end in written), "no STATE for the stream's customers"
     done = {name for name, bookmark in run.state["bookmarks"].items() if "pass_since" not in bookmark}
     assert done == {"coupons", "customers"}, "the streams before it completed"
-
-
-@pytest.mark.capillary(**SMALL)
-def test_every_request_passes_the_shared_rate_limit(
-    capillary_emulator: BackgroundServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    acquired = []
-    original = Limiter.try_acquire
-
-    def counting(self: Limiter, *args: Any, **kwargs: Any) -> Any:
-        acquired.append(threading.current_thread().name)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Limiter, "try_acquire", counting)
-    run_tap(tap_config(capillary_emulator))
-    api_requests = [e for e in requests_log(capillary_emulator) if not e["path"].startswith("/v3/oauth")]
-    assert len(acquired) == len(api_requests)
-    assert any(name.startswith("capillary") for name in acquired), "worker threads share the limiter"
-
-
-def test_requests_per_minute_bounds_the_limiter() -> None:
-    tap = TapCapillary(config={"base_url": "http://127.0.0.1:9", **OAUTH, "requests_per_minute": 3})
-    limiter = tap.transport.rate_limiter
-    assert [limiter.try_acquire("capillary", blocking=False) for _ in range(4)] == [True, True, True, False]
 
 
 @pytest.mark.capillary(**SMALL)

@@ -6,16 +6,19 @@ from aiohttp import web
 
 from emulators.capillary.admin import ADMIN, CapillaryAdmin, add_admin_routes
 from emulators.capillary.api import AUTH, CLOCK, CONFIG, RESPONSE_CACHE, STORE, add_routes
-from emulators.capillary.auth import Authenticator, auth_middleware
+from emulators.capillary.auth import TOKEN_PATH, Authenticator, auth_middleware
 from emulators.capillary.cache import ResponseCache
 from emulators.capillary.config import CapillaryConfig
 from emulators.capillary.dialects import error_body
 from emulators.capillary.doc_samples import sample_bytes, sample_names
+from emulators.capillary.ratelimit import RateLimits, api_name, rate_limit_middleware
 from emulators.capillary.render import Clock, Renderer
 from emulators.capillary.store import LoyaltyStore
 from emulators.capillary.totals import totals_middleware
-from emulators.faults import ENVELOPE_BODY, ERROR_BODY, REVOKE_TOKENS, FaultProfile
+from emulators.faults import ADMIN_PREFIX, ENVELOPE_BODY, ERROR_BODY, REVOKE_TOKENS, FaultProfile
 from emulators.server import create_base_app
+
+RATE_LIMITS = web.AppKey("capillary_rate_limits", RateLimits)
 
 FAULT_MESSAGES = {
     429: "Too many requests",
@@ -58,9 +61,16 @@ def create_app(config: CapillaryConfig | None = None) -> web.Application:
     app[ENVELOPE_BODY] = envelope_body
     app[REVOKE_TOKENS] = auth.revoke_all
     app.middlewares.append(auth_middleware(auth))
+    limits = RateLimits(dict(config.rate_limits), config.rate_limit_window_seconds)
+    app[RATE_LIMITS] = limits
+    app.middlewares.append(
+        rate_limit_middleware(limits, fault_body, send_retry_after=config.rate_limit_retry_after, exempt=TOKEN_PATH)
+    )
     app.middlewares.append(totals_middleware)
     add_routes(app)
     add_admin_routes(app)
+    routes = [resource.canonical for resource in app.router.resources()]
+    limits.check({api_name(route) for route in routes if not route.startswith((ADMIN_PREFIX, TOKEN_PATH))})
 
     async def close_store(_: web.Application) -> None:
         store.close()

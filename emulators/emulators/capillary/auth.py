@@ -18,6 +18,7 @@ from aiohttp import web
 
 from emulators.capillary.dialects import TOKEN_PATH, token_refused_body
 from emulators.faults import ADMIN_PREFIX
+from emulators.server import API_KEY
 
 __all__ = ["TOKEN_HEADER", "TOKEN_PATH", "Authenticator", "auth_middleware"]
 
@@ -37,6 +38,7 @@ class Authenticator:
         self.ttl_seconds = ttl_seconds
         self.now: Callable[[], float] = time.time
         self.tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
+        self.token_keys: dict[str, str] = {}  # token -> the client key it was issued to
 
     def issue(self, key: str, secret: str) -> str | None:
         expected = self.oauth_clients.get(key)
@@ -44,14 +46,17 @@ class Authenticator:
             return None
         token = secrets.token_urlsafe(32)
         self.tokens[token] = self.now() + self.ttl_seconds
+        self.token_keys[token] = key
         return token
 
     def revoke_all(self) -> None:
         self.tokens.clear()
+        self.token_keys.clear()
 
     def check(self, request: web.Request) -> tuple[int, str] | None:
-        """None if the request is authenticated, else the documented code and why not (never echoing credentials):
-        401 for a missing or invalid credential, 498 for an expired token."""
+        """None if the request is authenticated (its API key then in ``request[API_KEY]``), else the documented
+        code and why not (never echoing credentials): 401 for a missing or invalid credential, 498 for an expired
+        token."""
         token = request.headers.get(TOKEN_HEADER)
         if token is not None:
             expiry = self.tokens.get(token)
@@ -59,9 +64,11 @@ class Authenticator:
                 return 401, "Unauthorized"
             if self.now() >= expiry:
                 del self.tokens[token]
+                del self.token_keys[token]
                 expired = datetime.fromtimestamp(expiry, self.timezone)
                 # As the docs print it: "Token expired at 2019-12-02T12:31:15.000+0530".
                 return 498, f"Token expired at {expired.strftime('%Y-%m-%dT%H:%M:%S.000%z')}"
+            request[API_KEY] = self.token_keys[token]
             return None
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
@@ -74,6 +81,7 @@ class Authenticator:
         expected = self.till_hashes.get(user)
         if expected is None or not hmac.compare_digest(expected.encode(), md5_hex.lower().encode()):
             return 401, "Invalid till credentials"
+        request[API_KEY] = user
         return None
 
 

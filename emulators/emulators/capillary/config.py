@@ -37,6 +37,9 @@ HELP = {
     "db_path": "SQLite file holding the generated data; default: a temporary file removed on shutdown",
     "faults": "fault profile as JSON, or @path to a JSON file (see emulators.faults)",
     "response_cache_mb": "benchmark mode: keep rendered GET responses (up to this many MB) until data changes; 0: off",
+    "rate_limits": 'requests per window per API and API key, JSON {"v2/transactions/{id}": 300, "*": 1000}; {}: off',
+    "rate_limit_window_seconds": "the window rate_limits count over (docs: a minute; shorter compresses time)",
+    "rate_limit_retry_after": "send Retry-After with rate-limit 429s (Capillary documents no rate-limit header)",
 }
 
 
@@ -75,6 +78,9 @@ class CapillaryConfig:
     db_path: str | None = None
     faults: dict[str, Any] | None = None
     response_cache_mb: float = 0
+    rate_limits: dict[str, int] = field(default_factory=dict)
+    rate_limit_window_seconds: float = 60.0
+    rate_limit_retry_after: bool = True
 
     @property
     def anchor_epoch(self) -> int:
@@ -93,12 +99,19 @@ class CapillaryConfig:
             "entity_search_enabled",
             "faults",
             "response_cache_mb",
+            "rate_limits",
+            "rate_limit_window_seconds",
+            "rate_limit_retry_after",
         }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip and "max_" not in f.name}
 
 
 def _string_map(text: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in parse_json_object(text).items()}
+
+
+def _int_map(text: str) -> dict[str, int]:
+    return {str(k): int(v) for k, v in parse_json_object(text).items()}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,6 +130,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
             converter = parse_bool
         elif f.name == "faults":
             converter = parse_json_object
+        elif kind == "dict[str, int]":
+            converter = _int_map
         elif kind.startswith("dict"):
             converter = _string_map
         # anchor_time's default is "now" at start-up, not at parser build time.
