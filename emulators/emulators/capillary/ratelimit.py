@@ -72,7 +72,7 @@ class RateLimits:
 
 
 def rate_limit_middleware(
-    limits: RateLimits, error_body: Callable[[int], dict], *, send_retry_after: bool, exempt: str
+    limits: RateLimits, error_body: Callable[[int, str], dict], *, send_retry_after: bool, exempt: str
 ) -> Callable:
     """Answers 429 over an API's limit; runs after authentication, which names the request's API key."""
 
@@ -87,6 +87,6 @@ def rate_limit_middleware(
         if wait is None:
             return await handler(request)
         headers = {"Retry-After": str(max(1, math.ceil(wait)))} if send_retry_after else {}
-        return web.json_response(error_body(429), status=429, headers=headers)
+        return web.json_response(error_body(429, request.path), status=429, headers=headers)
 
     return middleware
