@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from singer_sdk.exceptions import InvalidInputLine
+from singer_sdk.exceptions import InvalidInputLine, MissingKeyPropertiesError
 
 from target_adobe_aep.connection import ConfigError, Interrupted, RetriesExhausted
 from target_adobe_aep.conversion import InvalidInputRecord, InvalidStreamSchema
@@ -37,6 +37,7 @@ FATAL_ERRORS = (
     DeadLetterError,
     InvalidStateMessage,
     InvalidInputLine,
+    MissingKeyPropertiesError,  # names the stream's keys and the record's keys, never values
 )
 
 logger = logging.getLogger("target-adobe-aep")

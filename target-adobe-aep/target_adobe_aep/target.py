@@ -69,7 +69,7 @@ class InputReader(MsgSpecReader):
             msg = f"Unable to parse an input line as JSON ({exc})"
             raise InvalidInputLine(msg) from None
         except RecursionError:
-            msg = "An input line is nested too deeply to be read (about 1,000 levels)"
+            msg = "An input line is nested too deeply to be read (beyond the JSON decoder's recursion limit)"
             raise InvalidInputLine(msg) from None
         if type(message) is not dict:
             msg = f"An input line is a JSON {type(message).__name__}, not a Singer message"
