@@ -171,9 +171,9 @@ class CapillaryStream(RESTStream):
         self.capillary_tap = tap
         self._try_timeout = threading.local()  # per thread: the timeout of its current try (``timeout``)
 
-    @property
+    @functools.cached_property
     def api(self) -> str:
-        """The API this stream reads (``api_name``): its pacing and budget."""
+        """The API this stream reads (``api_name``): its pacing and budget; its path is fixed."""
         return api_name(self.path)
 
     @property

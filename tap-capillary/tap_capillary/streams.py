@@ -780,6 +780,8 @@ class StoreLookupStream(OrganizationEntitiesStream):
         """The base currency of the store, None when the API does not return that store."""
         if store_id is None:
             return None
+        if store_id in self._currencies:  # looked up: no lock, so no worker waits behind another store's lookup
+            return self._currencies[store_id]
         with self._lock:
             if store_id not in self._currencies:
                 found = [e for e in self.request_records({"store_id": store_id}) if integer(e.get("id")) == store_id]

@@ -30,7 +30,7 @@ from emulators.adobe.flows import FlowServiceApi
 from emulators.adobe.ims import TokenIssuer
 from emulators.adobe.insights import InsightsApi
 from emulators.adobe.platform import PlatformApi
-from emulators.adobe.sandbox import Sandbox
+from emulators.adobe.sandbox import HTTP_API_SPEC, Sandbox
 from emulators.adobe.store import NotStored, Store
 from emulators.adobe.xdm import SCHEMAS, TENANT_PLACEHOLDER
 from emulators.faults import ADMIN_PREFIX, ERROR_BODY, REVOKE_TOKENS
@@ -93,7 +93,7 @@ def seeded(config: AdobeConfig) -> Sandbox:
         sandbox.create_dataset(seed["dataSet"], dataset_id)
     for inlet_id, authenticated in config.inlets.items():
         kind = "authenticated" if authenticated else "unauthenticated"
-        body = {"name": f"Emulator inlet ({kind})", "connectionSpec": {"id": "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb",
+        body = {"name": f"Emulator inlet ({kind})", "connectionSpec": {"id": HTTP_API_SPEC,
                 "version": "1.0"}, "auth": {"specName": "Streaming Connection", "params": {"dataType": "xdm",
                 "authenticationRequired": authenticated}}}  # fmt: skip
         sandbox.create_connection(body, inlet_id)

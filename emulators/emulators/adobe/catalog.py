@@ -125,18 +125,19 @@ class CatalogApi:
         org = self.api.config.org_id
         return web.json_response({row["id"]: _selected(_batch(row, org), request.query) for row in rows})
 
+    def _stored_batch(self, batch_id: str) -> dict[str, Any]:
+        rows = self.store().batches(ids=[batch_id])
+        if not rows:
+            raise not_found(f"Batch {batch_id} not found")
+        return rows[0]
+
     async def batch(self, request: web.Request) -> web.Response:
         batch_id = request.match_info["batchId"]
-        row = next((row for row in self.store().batches() if row["id"] == batch_id), None)
-        if row is None:
-            raise not_found(f"Batch {batch_id} not found")
-        return web.json_response({batch_id: _batch(row, self.api.config.org_id)})
+        return web.json_response({batch_id: _batch(self._stored_batch(batch_id), self.api.config.org_id)})
 
     async def failed(self, request: web.Request) -> web.Response:
         batch_id = request.match_info["batchId"]
-        row = next((row for row in self.store().batches() if row["id"] == batch_id), None)
-        if row is None:
-            raise not_found(f"Batch {batch_id} not found")
+        row = self._stored_batch(batch_id)
         records = self.store().failed_in_batch(batch_id) if row["status"] == "failed" else []
         lines = b"".join(
             orjson.dumps({"header": r["header"],

@@ -39,7 +39,15 @@ from typing import Any
 
 import jsonpatch
 
-from emulators.adobe.xdm import Schema, compiled, compose, merged, standard_components, with_xdm_types
+from emulators.adobe.xdm import (
+    Schema,
+    compiled,
+    compose,
+    extends_chain,
+    merged,
+    standard_components,
+    with_xdm_types,
+)
 
 HTTP_API_SPEC = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb"  # HTTP API streaming source (connections, sourceConnections)
 DATA_LAKE_SPEC = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"  # target connections to the data lake
@@ -347,8 +355,12 @@ class Sandbox:
     def create_schema(self, body: Any, resource_id: str | None = None) -> dict:
         class_id, groups = self._composition(body)
         self._unique_title(body["title"])
-        extends = list(dict.fromkeys([*standard_components()[class_id]["meta:extends"], class_id, *groups]))
-        extra = {"meta:class": class_id, "meta:extends": extends, "meta:abstract": False, "meta:extensible": False}
+        extra = {
+            "meta:class": class_id,
+            "meta:extends": extends_chain(class_id, groups),
+            "meta:abstract": False,
+            "meta:extensible": False,
+        }
         return self._stored("schemas", body, resource_id, extra)
 
     def patch_schema(self, resource_id: str, operations: Any) -> dict:
@@ -361,8 +373,7 @@ class Sandbox:
         before, after = schema.get("meta:immutableTags", []), patched.get("meta:immutableTags", [])
         if not isinstance(after, list) or not set(before) <= set(after):
             raise bad_request("meta:immutableTags are intended to be set, but never removed")
-        patched["meta:extends"] = list(dict.fromkeys([*standard_components()[class_id]["meta:extends"], class_id,
-                                                      *groups]))  # fmt: skip
+        patched["meta:extends"] = extends_chain(class_id, groups)
         if self._schema_protected(schema):
             self._refuse_breaking(_leaves(self.schema_full(schema)), _leaves(self.schema_full(patched)))
         if "union" in after and "union" not in before and not self._has_primary_identity(patched):

@@ -216,11 +216,12 @@ class Store:
         created_after: int | None = None,
         created_before: int | None = None,
         status: list[str] | None = None,
+        ids: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Batches (id, dataset, status, created time in ms, records), oldest first."""
         query = "SELECT id, dataset_id, status, created_ms, records FROM batches WHERE 1 = 1"
         params: list[Any] = []
-        for column, values in (("dataset_id", dataset_ids), ("status", status)):
+        for column, values in (("dataset_id", dataset_ids), ("status", status), ("id", ids)):
             if values is not None:
                 query += f" AND {column} IN ({', '.join('?' * len(values))})"
                 params += values

@@ -91,6 +91,11 @@ def with_xdm_types(node: Any) -> Any:
     return result
 
 
+def extends_chain(class_id: str, field_groups: list[str]) -> list[str]:
+    """A schema's ``meta:extends``: what its class extends, the class, then its field groups, each once."""
+    return list(dict.fromkeys([*standard_components()[class_id]["meta:extends"], class_id, *field_groups]))
+
+
 def compose(class_id: str, field_groups: list[str], tenant_parts: list[dict[str, Any]]) -> dict[str, Any]:
     """A schema's resolved fields: its class, standard field groups (by ``$id``) and tenant field groups' properties
     merged as the registry merges them, with the class's ``required`` and the ``meta:extends`` chain."""
@@ -98,7 +103,7 @@ def compose(class_id: str, field_groups: list[str], tenant_parts: list[dict[str,
     parts = [standard[class_id], *(standard[ref] for ref in field_groups if ref in standard), *tenant_parts]
     whole = merged([{key: part[key] for key in ("properties", "required") if key in part} for part in parts])
     return {
-        "meta:extends": list(dict.fromkeys([*standard[class_id]["meta:extends"], class_id, *field_groups])),
+        "meta:extends": extends_chain(class_id, field_groups),
         "required": whole.get("required", []),
         "properties": dict(sorted(whole["properties"].items())),
     }

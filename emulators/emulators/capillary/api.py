@@ -117,9 +117,7 @@ async def generate_token(request: web.Request) -> web.Response:
         body = await request.json()
         key, secret = str(body["key"]), str(body["secret"])
     except (ValueError, KeyError, TypeError):
-        return web.json_response(
-            {"data": None, "errors": [{"code": 400, "message": "key and secret are required"}]}, status=400
-        )
+        return web.json_response(error_body(TOKEN_PATH, 400, "key and secret are required"), status=400)
     token = auth.issue(key, secret)
     if token is None:  # the authorization-flow page's sample, as published
         body = sample_bytes("v3_oauth_token_generate__invalid_key.json")

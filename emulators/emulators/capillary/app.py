@@ -63,9 +63,7 @@ def create_app(config: CapillaryConfig | None = None) -> web.Application:
     app.middlewares.append(auth_middleware(auth))
     limits = RateLimits(dict(config.rate_limits), config.rate_limit_window_seconds)
     app[RATE_LIMITS] = limits
-    app.middlewares.append(
-        rate_limit_middleware(limits, fault_body, send_retry_after=config.rate_limit_retry_after, exempt=TOKEN_PATH)
-    )
+    app.middlewares.append(rate_limit_middleware(limits, fault_body, send_retry_after=config.rate_limit_retry_after))
     app.middlewares.append(totals_middleware)
     add_routes(app)
     add_admin_routes(app)

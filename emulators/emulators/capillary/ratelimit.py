@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
-from emulators.faults import ADMIN_PREFIX
 from emulators.server import API_KEY, route_of
 
 ALL_APIS = "*"
@@ -72,16 +71,17 @@ class RateLimits:
 
 
 def rate_limit_middleware(
-    limits: RateLimits, error_body: Callable[[int, str], dict], *, send_retry_after: bool, exempt: str
+    limits: RateLimits, error_body: Callable[[int, str], dict], *, send_retry_after: bool
 ) -> Callable:
-    """Answers 429 over an API's limit; runs after authentication, which names the request's API key."""
+    """Answers 429 over an API's limit; runs after authentication, which names the request's API key. Requests
+    without a key (the token route, admin paths) are not limited."""
 
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         key = request.get(API_KEY)
-        if key is None or request.path.startswith(ADMIN_PREFIX) or request.path == exempt:
+        if key is None:
             return await handler(request)
         wait = limits.retry_after(api_name(route_of(request)), key)
         if wait is None:

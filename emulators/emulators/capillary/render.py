@@ -406,13 +406,7 @@ class Renderer:
     def bill_points() -> dict[str, Any]:
         """``embed=BILL_POINTS``: the table names billPoints' four members but not what they hold, so they are
         served empty (emulators/README.md); a bill's points are in the points ledger."""
-        members = (
-            "pointsBreakup",
-            "aggregatedBillPoints",
-            "alternateCurrenciesBreakup",
-            "aggregatedBillAlternateCurrencies",
-        )
-        return {member: [] for member in members}
+        return {member: [] for member in BILL_POINTS_MEMBERS}
 
     def v2_transaction(self, t: dict[str, Any], parent: dict[str, Any] | None, tenders: bool) -> dict[str, Any]:
         lines = self.lines(t, parent)
