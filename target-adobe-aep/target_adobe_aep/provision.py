@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from target_adobe_aep.mapping import PRESETS, StreamMapping, compile_mapping
+from target_adobe_aep.mapping import StreamMapping, compile_mapping
 from target_adobe_aep.platform import CATALOG, FLOW_SERVICE, IDENTITY, REGISTRY
 from target_adobe_aep.tenant_fields import tenant_fields
 from target_adobe_aep.xdm_schema import XED_FULL, unwritable
@@ -191,10 +191,8 @@ class Mappings:
 def active_mappings(target: TargetAdobeAEP, tenant: str) -> Mappings:
     """Every built-in preset's and every ``mappings`` setting stream's mapping, compiled for ``tenant``, as the target
     would run them; streams mapped to nothing are left out."""
-    streams = sorted({p.name.removesuffix(".json") for p in PRESETS.iterdir() if p.name.endswith(".json")}
-                     | set(target.config.get("mappings") or {}))  # fmt: skip
     mappings = Mappings()
-    for stream in streams:
+    for stream in target.active_streams():
         inputs = {**target.mapping_inputs(stream), "tenant_id": tenant}
         mappings.namespaces = inputs["identity_namespaces"]
         mapping = compile_mapping(stream, **inputs)

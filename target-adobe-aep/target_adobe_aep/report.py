@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 # The target's own path and hash functions, so a recomputed _id is the one the target computed.
-from target_adobe_aep.mapping import PRESETS, StreamMapping, as_text, compile_mapping, hash_parts, output_path
+from target_adobe_aep.mapping import StreamMapping, as_text, hash_parts, output_path
 from target_adobe_aep.platform import CATALOG, EXPORT, METRICS, REGISTRY
+from target_adobe_aep.provision import active_mappings
 
 if TYPE_CHECKING:
     from target_adobe_aep.target import TargetAdobeAEP
@@ -281,15 +282,11 @@ class Reporter:
         tenant = self.target.config.get("tenant_id")
         if not tenant:
             tenant = self._get(f"{REGISTRY}/stats", "Schema Registry").json()["tenantId"]
-        streams = sorted({p.name.removesuffix(".json") for p in PRESETS.iterdir() if p.name.endswith(".json")}
-                         | set(self.target.config.get("mappings") or {}))  # fmt: skip
-        readers = []
-        for stream in streams:
-            inputs = {**self.target.mapping_inputs(stream), "tenant_id": tenant}
-            mapping = compile_mapping(stream, **inputs)
-            if mapping.target == kind or (kind is None and mapping.target != "none"):
-                readers.append(KeyReader(mapping, inputs["document"], tenant))
-        return readers
+        mappings = active_mappings(self.target, tenant)
+        readers = [KeyReader(mapping, document, tenant)
+                   for destination, compiled in mappings.by_kind.items() if kind in (None, destination)
+                   for mapping, document in zip(compiled, mappings.documents[destination], strict=True)]  # fmt: skip
+        return sorted(readers, key=lambda reader: reader.mapping.stream)  # in stream order, whatever the destination
 
     def batches(self, dataset_id: str, since: datetime) -> list[tuple[str, dict]]:
         found: list[tuple[str, dict]] = []

@@ -31,7 +31,7 @@ from target_adobe_aep.dcs import Publisher, batch_url
 from target_adobe_aep.dead_letter import DeadLetter
 from target_adobe_aep.errors import InvalidStateMessage
 from target_adobe_aep.ims import TokenProvider
-from target_adobe_aep.mapping import StreamMapping, compile_mapping, load_document
+from target_adobe_aep.mapping import PRESETS, StreamMapping, compile_mapping, load_document
 from target_adobe_aep.platform import PlatformClient
 from target_adobe_aep.preflight import Preflight
 from target_adobe_aep.rejections import RejectionGuard
@@ -417,6 +417,11 @@ class TargetAdobeAEP(Target):
     @functools.cached_property
     def conversions(self) -> ConversionPool:
         return ConversionPool(self.config["conversion_workers"])
+
+    def active_streams(self) -> list[str]:
+        """The streams with a mapping: every built-in preset's and every stream of the ``mappings`` setting."""
+        presets = {path.name.removesuffix(".json") for path in PRESETS.iterdir() if path.name.endswith(".json")}
+        return sorted(presets | set(self.config.get("mappings") or {}))
 
     def mapping_inputs(self, stream: str) -> dict[str, Any]:
         """``compile_mapping``'s keyword arguments for ``stream``: its document, origin, tenant and namespaces;
