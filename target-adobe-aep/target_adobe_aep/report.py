@@ -276,17 +276,22 @@ class Reporter:
             raise ReportError(msg)
         return response
 
-    def readers(self, kind: str | None) -> list[KeyReader]:
-        """A key reader per mapping of the destination (``None``: of any), of the active mappings as ``provision``
-        and ``check`` see them."""
+    @functools.cached_property
+    def _readers(self) -> list[KeyReader]:
+        """A key reader per active mapping, as ``provision`` and ``check`` see them, in stream order: the tenant is
+        asked for and the mappings compiled once per report, not per dataset."""
         tenant = self.target.config.get("tenant_id")
         if not tenant:
             tenant = self._get(f"{REGISTRY}/stats", "Schema Registry").json()["tenantId"]
         mappings = active_mappings(self.target, tenant)
         readers = [KeyReader(mapping, document, tenant)
-                   for destination, compiled in mappings.by_kind.items() if kind in (None, destination)
+                   for destination, compiled in mappings.by_kind.items()
                    for mapping, document in zip(compiled, mappings.documents[destination], strict=True)]  # fmt: skip
-        return sorted(readers, key=lambda reader: reader.mapping.stream)  # in stream order, whatever the destination
+        return sorted(readers, key=lambda reader: reader.mapping.stream)
+
+    def readers(self, kind: str | None) -> list[KeyReader]:
+        """The key readers of the destination's mappings (``None``: of any)."""
+        return [reader for reader in self._readers if kind in (None, reader.mapping.target)]
 
     def batches(self, dataset_id: str, since: datetime) -> list[tuple[str, dict]]:
         found: list[tuple[str, dict]] = []
