@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from target_adobe_aep.conversion import XED_CONTENT_TYPE
 from target_adobe_aep.mapping import StreamMapping, compile_mapping
 from target_adobe_aep.platform import CATALOG, FLOW_SERVICE, IDENTITY, REGISTRY
 from target_adobe_aep.tenant_fields import tenant_fields
@@ -64,7 +65,6 @@ HTTP_API_SPEC = {"id": "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb", "version": "1.0"}
 DATA_LAKE_SPEC = {"id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c", "version": "1.0"}
 STREAMING_FLOW_SPEC = {"id": "d8a6f005-7eaf-4153-983e-e8574508b877", "version": "1.0"}
 XED_RAW = "application/vnd.adobe.xed+json; version=1"
-SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
 PROFILE_TAGS = {"unifiedProfile": ["enabled:true"], "unifiedIdentity": ["enabled:true"]}
 KIND_TITLES = {"profile": "Profile", "event": "Events"}
 
@@ -127,7 +127,7 @@ def dataset_body(kind: str, names: Names, schema_id: str, profile_enabled: bool)
     body: dict[str, Any] = {
         "name": names.dataset(kind),
         "description": f"The {kind} destination of target-adobe-aep.",
-        "schemaRef": {"id": schema_id, "contentType": SCHEMA_CONTENT_TYPE},
+        "schemaRef": {"id": schema_id, "contentType": XED_CONTENT_TYPE},
     }
     if profile_enabled:
         body["tags"] = PROFILE_TAGS
@@ -514,7 +514,7 @@ class Provisioner:
         found = self._find_flow_object("targetConnections", name, what)
         if found is None:
             body = {"name": name, "description": "target-adobe-aep", "connectionSpec": DATA_LAKE_SPEC,
-                    "data": {"format": "parquet_xdm", "schema": {"id": schema_id, "version": SCHEMA_CONTENT_TYPE}},
+                    "data": {"format": "parquet_xdm", "schema": {"id": schema_id, "version": XED_CONTENT_TYPE}},
                     "params": {"dataSetId": dataset_id}}  # fmt: skip
             return self._create_flow_object("targetConnections", what, body, f"dataset {dataset_id}")
         bound = (
