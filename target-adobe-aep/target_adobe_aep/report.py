@@ -206,14 +206,17 @@ class KeyReader:
 def join(readers: list[KeyReader], entity: dict) -> Join:
     """The stream and key of a failed ``entity``: the mapping whose ``_id`` it reproduces, else the one(s) that
     can write it."""
+    keys = []
     for reader in readers:
         key, verified = reader.key(entity)
         if verified:
             return Join(reader.mapping.stream, key, True)
-    candidates = [reader for reader in readers if reader.writes(entity)]
+        keys.append(key)
+    candidates = [(reader, key) for reader, key in zip(readers, keys, strict=True) if reader.writes(entity)]
     if len(candidates) == 1:
-        return Join(candidates[0].mapping.stream, candidates[0].key(entity)[0], False)
-    return Join(None, {}, False, [reader.mapping.stream for reader in candidates])
+        reader, key = candidates[0]
+        return Join(reader.mapping.stream, key, False)
+    return Join(None, {}, False, [reader.mapping.stream for reader, _ in candidates])
 
 
 def _errors(record: dict) -> list[dict[str, Any]]:
