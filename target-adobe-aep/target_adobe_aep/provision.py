@@ -191,10 +191,9 @@ class Mappings:
 def active_mappings(target: TargetAdobeAEP, tenant: str) -> Mappings:
     """Every built-in preset's and every ``mappings`` setting stream's mapping, compiled for ``tenant``, as the target
     would run them; streams mapped to nothing are left out."""
-    mappings = Mappings()
+    mappings = Mappings(namespaces=target.identity_namespaces())
     for stream in target.active_streams():
         inputs = {**target.mapping_inputs(stream), "tenant_id": tenant}
-        mappings.namespaces = inputs["identity_namespaces"]
         mapping = compile_mapping(stream, **inputs)
         if mapping.target != "none":
             mappings.by_kind.setdefault(mapping.target, []).append(mapping)

@@ -250,7 +250,6 @@ def _reason(errors: list[dict[str, Any]]) -> str:
 @dataclass
 class FailedRecord:
     batch_id: str
-    dataset_id: str
     entity: dict
     errors: list[dict[str, Any]]
     join: Join
@@ -333,7 +332,7 @@ class Reporter:
                 continue
             for index, record in enumerate(self.failed_records(batch_id)):
                 entity = _entity(record)
-                failed = FailedRecord(batch_id, dataset_id, entity, _errors(record), join(readers, entity))
+                failed = FailedRecord(batch_id, entity, _errors(record), join(readers, entity))
                 self.failed.append(failed)
                 if index < self.shown_per_batch:
                     self.echo(f"    failed record _id {entity.get('_id', '?')}: {failed.join}")

@@ -427,13 +427,16 @@ class TargetAdobeAEP(Target):
         """``compile_mapping``'s keyword arguments for ``stream``: its document, origin, tenant and namespaces;
         raises ``MappingError`` when it has no mapping."""
         document, origin = load_document(stream, (self.config.get("mappings") or {}).get(stream))
-        namespaces = {**DEFAULT_IDENTITY_NAMESPACES, **(self.config.get("identity_namespaces") or {})}
         return {
             "document": document,
             "origin": origin,
             "tenant_id": self.config.get("tenant_id") or "",
-            "identity_namespaces": namespaces,
+            "identity_namespaces": self.identity_namespaces(),
         }
+
+    def identity_namespaces(self) -> dict[str, str]:
+        """The identity namespace of each identity key: the defaults, overridden by ``identity_namespaces``."""
+        return {**DEFAULT_IDENTITY_NAMESPACES, **(self.config.get("identity_namespaces") or {})}
 
     def compiled_mapping(self, stream: str) -> StreamMapping:
         """``stream``'s mapping, compiled; raises ``MappingError`` when it has none or it is invalid."""
