@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from target_adobe_aep.conversion import XED_CONTENT_TYPE
 from target_adobe_aep.mapping import StreamMapping, compile_mapping
 from target_adobe_aep.platform import CATALOG, FLOW_SERVICE, IDENTITY, REGISTRY
-from target_adobe_aep.tenant_fields import tenant_fields
+from target_adobe_aep.tenant_fields import TenantFields, tenant_fields
 from target_adobe_aep.xdm_schema import XED_FULL, unwritable
 
 if TYPE_CHECKING:
@@ -227,6 +227,7 @@ class Provisioner:
         self.profile_enabled = profile_enabled
         self.echo = echo
         self.outcome = Outcome()
+        self.fields: dict[str, TenantFields] = {}  # per destination, the tenant field group its mappings need
         self._pending = ""  # in --plan: the call the next reported object would be made by
 
     # -- calls ---------------------------------------------------------------------------------------------
@@ -329,7 +330,8 @@ class Provisioner:
     def _mappings(self, tenant: str) -> Mappings:
         mappings = active_mappings(self.target, tenant)
         for kind, kind_mappings in mappings.by_kind.items():
-            self.outcome.findings += tenant_fields(kind_mappings, tenant).problems
+            self.fields[kind] = tenant_fields(kind_mappings, tenant)
+            self.outcome.findings += self.fields[kind].problems
             if not any(_has_primary(document.get("fields", [])) for document in mappings.documents[kind]):
                 self.echo(f"note: no {kind} mapping writes a primary identity; Profile takes none of its records")
         return mappings
@@ -361,7 +363,7 @@ class Provisioner:
     def _field_group(self, kind: str, tenant: str, mappings: list[StreamMapping]) -> str:
         title = self.names.field_group(kind)
         what = f"field group {title!r}"
-        fields = tenant_fields(mappings, tenant)
+        fields = self.fields[kind]
         found = self._find_registry("fieldgroups", title)
         if found is None:
             body = field_group_body(kind, self.names, tenant, fields.tenant_object)
