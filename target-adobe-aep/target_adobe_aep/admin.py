@@ -24,7 +24,6 @@ import click
 from dotenv import dotenv_values
 
 from target_adobe_aep.errors import FATAL_ERRORS, exit_with
-from target_adobe_aep.mapping import PRESETS
 from target_adobe_aep.platform import UncertainOutcome
 from target_adobe_aep.preflight import Finding, PreflightError
 from target_adobe_aep.provision import Names, Provisioner, ProvisionError
@@ -54,8 +53,7 @@ def run_check(target: TargetAdobeAEP, streams: Iterable[str], echo: Callable[[st
     and every stream of the mappings setting); each problem once."""
     preflight = target.preflight
     preflight.report = lambda line: echo(f"ok: {line}")
-    default = sorted({path.name.removesuffix(".json") for path in PRESETS.iterdir() if path.name.endswith(".json")}
-                     | set(target.config.get("mappings") or {}))  # fmt: skip
+    default = target.active_streams()
     findings: list[Finding] = []
     for step in (preflight.check_connection, lambda: preflight.check_mappings(tuple(streams) or default)):
         try:

@@ -38,9 +38,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from target_adobe_aep.mapping import PRESETS, StreamMapping, compile_mapping
+from target_adobe_aep.conversion import XED_CONTENT_TYPE
+from target_adobe_aep.mapping import StreamMapping, compile_mapping
 from target_adobe_aep.platform import CATALOG, FLOW_SERVICE, IDENTITY, REGISTRY
-from target_adobe_aep.tenant_fields import tenant_fields
+from target_adobe_aep.tenant_fields import TenantFields, tenant_fields
 from target_adobe_aep.xdm_schema import XED_FULL, unwritable
 
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ HTTP_API_SPEC = {"id": "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb", "version": "1.0"}
 DATA_LAKE_SPEC = {"id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c", "version": "1.0"}
 STREAMING_FLOW_SPEC = {"id": "d8a6f005-7eaf-4153-983e-e8574508b877", "version": "1.0"}
 XED_RAW = "application/vnd.adobe.xed+json; version=1"
-SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
 PROFILE_TAGS = {"unifiedProfile": ["enabled:true"], "unifiedIdentity": ["enabled:true"]}
 KIND_TITLES = {"profile": "Profile", "event": "Events"}
 
@@ -127,7 +127,7 @@ def dataset_body(kind: str, names: Names, schema_id: str, profile_enabled: bool)
     body: dict[str, Any] = {
         "name": names.dataset(kind),
         "description": f"The {kind} destination of target-adobe-aep.",
-        "schemaRef": {"id": schema_id, "contentType": SCHEMA_CONTENT_TYPE},
+        "schemaRef": {"id": schema_id, "contentType": XED_CONTENT_TYPE},
     }
     if profile_enabled:
         body["tags"] = PROFILE_TAGS
@@ -191,12 +191,9 @@ class Mappings:
 def active_mappings(target: TargetAdobeAEP, tenant: str) -> Mappings:
     """Every built-in preset's and every ``mappings`` setting stream's mapping, compiled for ``tenant``, as the target
     would run them; streams mapped to nothing are left out."""
-    streams = sorted({p.name.removesuffix(".json") for p in PRESETS.iterdir() if p.name.endswith(".json")}
-                     | set(target.config.get("mappings") or {}))  # fmt: skip
-    mappings = Mappings()
-    for stream in streams:
+    mappings = Mappings(namespaces=target.identity_namespaces())
+    for stream in target.active_streams():
         inputs = {**target.mapping_inputs(stream), "tenant_id": tenant}
-        mappings.namespaces = inputs["identity_namespaces"]
         mapping = compile_mapping(stream, **inputs)
         if mapping.target != "none":
             mappings.by_kind.setdefault(mapping.target, []).append(mapping)
@@ -230,6 +227,7 @@ class Provisioner:
         self.profile_enabled = profile_enabled
         self.echo = echo
         self.outcome = Outcome()
+        self.fields: dict[str, TenantFields] = {}  # per destination, the tenant field group its mappings need
         self._pending = ""  # in --plan: the call the next reported object would be made by
 
     # -- calls ---------------------------------------------------------------------------------------------
@@ -332,7 +330,8 @@ class Provisioner:
     def _mappings(self, tenant: str) -> Mappings:
         mappings = active_mappings(self.target, tenant)
         for kind, kind_mappings in mappings.by_kind.items():
-            self.outcome.findings += tenant_fields(kind_mappings, tenant).problems
+            self.fields[kind] = tenant_fields(kind_mappings, tenant)
+            self.outcome.findings += self.fields[kind].problems
             if not any(_has_primary(document.get("fields", [])) for document in mappings.documents[kind]):
                 self.echo(f"note: no {kind} mapping writes a primary identity; Profile takes none of its records")
         return mappings
@@ -364,7 +363,7 @@ class Provisioner:
     def _field_group(self, kind: str, tenant: str, mappings: list[StreamMapping]) -> str:
         title = self.names.field_group(kind)
         what = f"field group {title!r}"
-        fields = tenant_fields(mappings, tenant)
+        fields = self.fields[kind]
         found = self._find_registry("fieldgroups", title)
         if found is None:
             body = field_group_body(kind, self.names, tenant, fields.tenant_object)
@@ -516,7 +515,7 @@ class Provisioner:
         found = self._find_flow_object("targetConnections", name, what)
         if found is None:
             body = {"name": name, "description": "target-adobe-aep", "connectionSpec": DATA_LAKE_SPEC,
-                    "data": {"format": "parquet_xdm", "schema": {"id": schema_id, "version": SCHEMA_CONTENT_TYPE}},
+                    "data": {"format": "parquet_xdm", "schema": {"id": schema_id, "version": XED_CONTENT_TYPE}},
                     "params": {"dataSetId": dataset_id}}  # fmt: skip
             return self._create_flow_object("targetConnections", what, body, f"dataset {dataset_id}")
         bound = (

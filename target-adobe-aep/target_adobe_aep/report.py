@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 # The target's own path and hash functions, so a recomputed _id is the one the target computed.
-from target_adobe_aep.mapping import PRESETS, StreamMapping, as_text, compile_mapping, hash_parts, output_path
+from target_adobe_aep.mapping import StreamMapping, as_text, hash_parts, output_path
 from target_adobe_aep.platform import CATALOG, EXPORT, METRICS, REGISTRY
+from target_adobe_aep.provision import active_mappings
 
 if TYPE_CHECKING:
     from target_adobe_aep.target import TargetAdobeAEP
@@ -205,14 +206,17 @@ class KeyReader:
 def join(readers: list[KeyReader], entity: dict) -> Join:
     """The stream and key of a failed ``entity``: the mapping whose ``_id`` it reproduces, else the one(s) that
     can write it."""
+    keys = []
     for reader in readers:
         key, verified = reader.key(entity)
         if verified:
             return Join(reader.mapping.stream, key, True)
-    candidates = [reader for reader in readers if reader.writes(entity)]
+        keys.append(key)
+    candidates = [(reader, key) for reader, key in zip(readers, keys, strict=True) if reader.writes(entity)]
     if len(candidates) == 1:
-        return Join(candidates[0].mapping.stream, candidates[0].key(entity)[0], False)
-    return Join(None, {}, False, [reader.mapping.stream for reader in candidates])
+        reader, key = candidates[0]
+        return Join(reader.mapping.stream, key, False)
+    return Join(None, {}, False, [reader.mapping.stream for reader, _ in candidates])
 
 
 def _errors(record: dict) -> list[dict[str, Any]]:
@@ -246,7 +250,6 @@ def _reason(errors: list[dict[str, Any]]) -> str:
 @dataclass
 class FailedRecord:
     batch_id: str
-    dataset_id: str
     entity: dict
     errors: list[dict[str, Any]]
     join: Join
@@ -275,21 +278,22 @@ class Reporter:
             raise ReportError(msg)
         return response
 
-    def readers(self, kind: str | None) -> list[KeyReader]:
-        """A key reader per mapping of the destination (``None``: of any), of the active mappings as ``provision``
-        and ``check`` see them."""
+    @functools.cached_property
+    def _readers(self) -> list[KeyReader]:
+        """A key reader per active mapping, as ``provision`` and ``check`` see them, in stream order: the tenant is
+        asked for and the mappings compiled once per report, not per dataset."""
         tenant = self.target.config.get("tenant_id")
         if not tenant:
             tenant = self._get(f"{REGISTRY}/stats", "Schema Registry").json()["tenantId"]
-        streams = sorted({p.name.removesuffix(".json") for p in PRESETS.iterdir() if p.name.endswith(".json")}
-                         | set(self.target.config.get("mappings") or {}))  # fmt: skip
-        readers = []
-        for stream in streams:
-            inputs = {**self.target.mapping_inputs(stream), "tenant_id": tenant}
-            mapping = compile_mapping(stream, **inputs)
-            if mapping.target == kind or (kind is None and mapping.target != "none"):
-                readers.append(KeyReader(mapping, inputs["document"], tenant))
-        return readers
+        mappings = active_mappings(self.target, tenant)
+        readers = [KeyReader(mapping, document, tenant)
+                   for destination, compiled in mappings.by_kind.items()
+                   for mapping, document in zip(compiled, mappings.documents[destination], strict=True)]  # fmt: skip
+        return sorted(readers, key=lambda reader: reader.mapping.stream)
+
+    def readers(self, kind: str | None) -> list[KeyReader]:
+        """The key readers of the destination's mappings (``None``: of any)."""
+        return [reader for reader in self._readers if kind in (None, reader.mapping.target)]
 
     def batches(self, dataset_id: str, since: datetime) -> list[tuple[str, dict]]:
         found: list[tuple[str, dict]] = []
@@ -328,7 +332,7 @@ class Reporter:
                 continue
             for index, record in enumerate(self.failed_records(batch_id)):
                 entity = _entity(record)
-                failed = FailedRecord(batch_id, dataset_id, entity, _errors(record), join(readers, entity))
+                failed = FailedRecord(batch_id, entity, _errors(record), join(readers, entity))
                 self.failed.append(failed)
                 if index < self.shown_per_batch:
                     self.echo(f"    failed record _id {entity.get('_id', '?')}: {failed.join}")

@@ -31,7 +31,7 @@ from target_adobe_aep.dcs import Publisher, batch_url
 from target_adobe_aep.dead_letter import DeadLetter
 from target_adobe_aep.errors import InvalidStateMessage
 from target_adobe_aep.ims import TokenProvider
-from target_adobe_aep.mapping import StreamMapping, compile_mapping, load_document
+from target_adobe_aep.mapping import PRESETS, StreamMapping, compile_mapping, load_document
 from target_adobe_aep.platform import PlatformClient
 from target_adobe_aep.preflight import Preflight
 from target_adobe_aep.rejections import RejectionGuard
@@ -418,17 +418,25 @@ class TargetAdobeAEP(Target):
     def conversions(self) -> ConversionPool:
         return ConversionPool(self.config["conversion_workers"])
 
+    def active_streams(self) -> list[str]:
+        """The streams with a mapping: every built-in preset's and every stream of the ``mappings`` setting."""
+        presets = {path.name.removesuffix(".json") for path in PRESETS.iterdir() if path.name.endswith(".json")}
+        return sorted(presets | set(self.config.get("mappings") or {}))
+
     def mapping_inputs(self, stream: str) -> dict[str, Any]:
         """``compile_mapping``'s keyword arguments for ``stream``: its document, origin, tenant and namespaces;
         raises ``MappingError`` when it has no mapping."""
         document, origin = load_document(stream, (self.config.get("mappings") or {}).get(stream))
-        namespaces = {**DEFAULT_IDENTITY_NAMESPACES, **(self.config.get("identity_namespaces") or {})}
         return {
             "document": document,
             "origin": origin,
             "tenant_id": self.config.get("tenant_id") or "",
-            "identity_namespaces": namespaces,
+            "identity_namespaces": self.identity_namespaces(),
         }
+
+    def identity_namespaces(self) -> dict[str, str]:
+        """The identity namespace of each identity key: the defaults, overridden by ``identity_namespaces``."""
+        return {**DEFAULT_IDENTITY_NAMESPACES, **(self.config.get("identity_namespaces") or {})}
 
     def compiled_mapping(self, stream: str) -> StreamMapping:
         """``stream``'s mapping, compiled; raises ``MappingError`` when it has none or it is invalid."""

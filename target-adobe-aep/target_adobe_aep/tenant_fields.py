@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from target_adobe_aep.mapping import StreamMapping
+from target_adobe_aep.xdm_schema import described
 
 
 @dataclass
@@ -28,12 +29,6 @@ class TenantFields:
 def _title(name: str) -> str:
     """``pointsLedger`` -> ``Points Ledger``: the field's display name in the Schema Editor."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").strip().title() or name
-
-
-def _kind(node: dict[str, Any]) -> str:
-    inner = node.get("items") or node.get("additionalProperties")
-    text = node.get("format") or str(node.get("type"))
-    return f"{text} of {_kind(inner)}" if isinstance(inner, dict) else text
 
 
 def _same_type(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -74,7 +69,7 @@ def _place(root: dict[str, Any], path: tuple[str, ...], written: dict[str, Any])
                 else {"type": "object", "properties": {}})  # fmt: skip
         child = node["properties"].setdefault(step, {"title": _title(step), **made})
         if not _container(child.get("items") if into_items else child):
-            return f"{step} is written whole as {_kind(child)} and also has fields written inside it"
+            return f"{step} is written whole as {described(child)} and also has fields written inside it"
         node = child
     leaf = path[-1]
     existing = node["properties"].get(leaf)
@@ -82,7 +77,7 @@ def _place(root: dict[str, Any], path: tuple[str, ...], written: dict[str, Any])
         node["properties"][leaf] = placed = _field(written, leaf)
         return placed
     if not _same_type(existing, written):
-        return f"written as {_kind(existing)} by one mapping and as {_kind(written)} by another"
+        return f"written as {described(existing)} by one mapping and as {described(written)} by another"
     return existing
 
 
